@@ -1,0 +1,34 @@
+"""The curation library: hierarchical k-means with resampling and balanced hierarchical sampling.
+
+Pure numpy + faiss (no Dagster, no torch): import it from a notebook.
+
+>>> from curation_assets.core import LevelSpec, hierarchical_kmeans, hierarchical_sampling
+>>> h = hierarchical_kmeans(X, [LevelSpec(1000, 10, 15), LevelSpec(300, 10, 2)], seed=0)
+>>> idx = hierarchical_sampling(h, target_size=1000, strategy="random", seed=0)
+"""
+
+from curation_assets.core.hierarchy import (
+    HierarchicalClustering,
+    Level,
+    LevelSpec,
+    fit_level,
+    hierarchical_kmeans,
+    level_seed,
+)
+from curation_assets.core.kmeans import KMeansResult, assign, kmeans, kmeans_plusplus
+from curation_assets.core.metrics import (
+    cluster_size_stats,
+    gini,
+    kde_kl_to_uniform,
+    kl_to_uniform,
+    label_balance,
+    normalized_entropy,
+)
+from curation_assets.core.sampling import balanced_budget, hierarchical_sampling
+
+__all__ = [
+    "HierarchicalClustering", "KMeansResult", "Level", "LevelSpec", "assign", "balanced_budget",
+    "cluster_size_stats", "fit_level", "gini", "hierarchical_kmeans", "hierarchical_sampling",
+    "kde_kl_to_uniform", "kl_to_uniform", "kmeans", "kmeans_plusplus", "label_balance", "level_seed",
+    "normalized_entropy",
+]

@@ -1,0 +1,210 @@
+"""Hierarchical k-means with resampling (Vo et al. 2024, METHOD.md).
+
+Level 1 clusters the points of X; level t > 1 clusters the centroids of level t-1 (its
+input ``X_t``). Each level runs k-means, then ``resampling_steps`` times draws
+``sample_size`` members per cluster (closest to the centroid or at random), re-runs
+k-means on that union only and re-assigns all of ``X_t`` to the new centroids. A level
+may split each of its clusters into ``n_splits`` sub-clusters with a small k-means.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from curation_assets.core._validation import as_float32_matrix, check_finite
+from curation_assets.core.kmeans import Metric, assign, kmeans
+
+ResampleStrategy = Literal["closest", "random"]
+RESAMPLE_STRATEGIES = ("closest", "random")
+
+
+@dataclass(frozen=True)
+class LevelSpec:
+    """One level of the hierarchy: k_t, m_t, r_t, the resampling draw and s_t (METHOD.md)."""
+
+    n_clusters: int
+    resampling_steps: int = 0
+    sample_size: int = 1
+    resample_strategy: ResampleStrategy = "closest"
+    n_splits: int = 1
+    n_iter: int = 50
+    max_points_per_centroid: int | None = 256
+
+    def __post_init__(self):
+        if self.n_clusters < 1:
+            raise ValueError(f"n_clusters must be >= 1, got {self.n_clusters}")
+        if self.resampling_steps < 0:
+            raise ValueError(f"resampling_steps must be >= 0, got {self.resampling_steps}")
+        if self.sample_size < 1:
+            raise ValueError(f"sample_size must be >= 1, got {self.sample_size}")
+        if self.resample_strategy not in RESAMPLE_STRATEGIES:
+            raise ValueError(f"resample_strategy must be one of {RESAMPLE_STRATEGIES}, "
+                             f"got {self.resample_strategy!r}")
+        if self.n_splits < 1:
+            raise ValueError(f"n_splits must be >= 1, got {self.n_splits}")
+        if self.n_iter < 1:
+            raise ValueError(f"n_iter must be >= 1, got {self.n_iter}")
+
+
+@dataclass(frozen=True)
+class Level:
+    """A fitted level: centroids (k, d), the cluster of every row of X_t and its squared distance."""
+
+    centroids: np.ndarray
+    assignment: np.ndarray
+    distances: np.ndarray
+
+    @property
+    def n_clusters(self) -> int:
+        return int(self.centroids.shape[0])
+
+
+def per_cluster_sample(labels: np.ndarray, distances: np.ndarray, sample_size: int,
+                       strategy: ResampleStrategy, rng: np.random.Generator) -> np.ndarray:
+    """Row indices of exactly ``sample_size`` members of every non-empty cluster (METHOD.md resampling).
+
+    Members are ranked closest-to-centroid first (or at random). A cluster with fewer than
+    ``sample_size`` members repeats them cyclically, so every cluster weighs the same in the
+    resampled k-means: that equal weight is what flattens the centroid density.
+    """
+    key = distances if strategy == "closest" else rng.random(len(labels))
+    order = np.lexsort((key, labels))
+    sizes = np.bincount(labels)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    nonempty = np.flatnonzero(sizes)
+    offsets = np.arange(sample_size)[None, :] % sizes[nonempty, None]
+    return np.sort(order[(starts[nonempty, None] + offsets).ravel()])
+
+
+def _compact(centroids: np.ndarray, labels: np.ndarray, dists: np.ndarray) -> Level:
+    """Drop clusters no row is assigned to and renumber the rest densely."""
+    used = np.unique(labels)
+    if len(used) == len(centroids):
+        return Level(centroids, labels, dists)
+    remap = np.full(len(centroids), -1, dtype=np.int64)
+    remap[used] = np.arange(len(used))
+    return Level(np.ascontiguousarray(centroids[used]), remap[labels], dists)
+
+
+def _split_clusters(X: np.ndarray, labels: np.ndarray, n_clusters: int, spec: LevelSpec,
+                    metric: Metric, rng: np.random.Generator) -> np.ndarray:
+    """Split every cluster into up to ``n_splits`` sub-clusters; returns the sub-centroids."""
+    order = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[order], np.arange(n_clusters + 1))
+    parts = []
+    for c in range(n_clusters):
+        members = order[bounds[c] : bounds[c + 1]]
+        if len(members) == 0:
+            continue
+        block = np.ascontiguousarray(X[np.sort(members)], dtype=np.float32)
+        s = min(spec.n_splits, len(members))
+        sub = kmeans(block, s, n_iter=spec.n_iter, seed=int(rng.integers(2**31 - 1)), metric=metric,
+                     max_points_per_centroid=spec.max_points_per_centroid)
+        parts.append(sub.centroids)
+    return np.concatenate(parts, axis=0)
+
+
+def fit_level(X_t, spec: LevelSpec, *, seed: int = 0, metric: Metric = "l2") -> Level:
+    """Fit one level on its input X_t (points for level 1, previous centroids above)."""
+    X_t = as_float32_matrix(X_t, "level input")
+    n = X_t.shape[0]
+    if spec.n_clusters > n:
+        raise ValueError(f"level asks for k={spec.n_clusters} clusters but its input has only {n} points; "
+                         f"lower n_clusters to at most {n}")
+    rng = np.random.default_rng(seed)
+    km = kmeans(X_t, spec.n_clusters, n_iter=spec.n_iter, seed=int(rng.integers(2**31 - 1)),
+                metric=metric, max_points_per_centroid=spec.max_points_per_centroid)
+    centroids, labels, dists = km.centroids, km.labels, km.distances
+    if spec.sample_size > 1:
+        for _ in range(spec.resampling_steps):
+            rows = per_cluster_sample(labels, dists, spec.sample_size, spec.resample_strategy, rng)
+            if len(rows) < spec.n_clusters:
+                break
+            sub = kmeans(np.ascontiguousarray(X_t[rows]), spec.n_clusters, n_iter=spec.n_iter,
+                         seed=int(rng.integers(2**31 - 1)), metric=metric,
+                         max_points_per_centroid=spec.max_points_per_centroid)
+            centroids = sub.centroids
+            labels, dists = assign(X_t, centroids, metric)
+    if spec.n_splits > 1:
+        centroids = _split_clusters(X_t, labels, spec.n_clusters, spec, metric, rng)
+        labels, dists = assign(X_t, centroids, metric)
+    return _compact(centroids, labels, dists)
+
+
+class HierarchicalClustering:
+    """The fitted tree: per level centroids and assignments, composed into labels of X's rows."""
+
+    def __init__(self, levels: Sequence[Level], n_points: int | None = None):
+        if not levels:
+            raise ValueError("a hierarchy needs at least one level")
+        for t in range(1, len(levels)):
+            if len(levels[t].assignment) != levels[t - 1].n_clusters:
+                raise ValueError(f"level {t + 1} assigns {len(levels[t].assignment)} rows but level {t} "
+                                 f"has {levels[t - 1].n_clusters} clusters")
+        if n_points is not None and len(levels[0].assignment) != n_points:
+            raise ValueError(f"level 1 assigns {len(levels[0].assignment)} rows, expected {n_points}")
+        self.levels = list(levels)
+        self._labels: dict[int, np.ndarray] = {1: np.asarray(levels[0].assignment, dtype=np.int64)}
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.levels)
+
+    @property
+    def n_points(self) -> int:
+        return len(self.levels[0].assignment)
+
+    def _level(self, t: int) -> Level:
+        if not 1 <= t <= self.n_levels:
+            raise IndexError(f"levels are 1-based: got {t}, the hierarchy has {self.n_levels}")
+        return self.levels[t - 1]
+
+    def centroids(self, t: int) -> np.ndarray:
+        """Centroids of level t, shape (k_t, d)."""
+        return self._level(t).centroids
+
+    def parents(self, t: int) -> np.ndarray:
+        """Cluster at level t+1 of every level-t cluster."""
+        return np.asarray(self._level(t + 1).assignment, dtype=np.int64)
+
+    def labels(self, t: int) -> np.ndarray:
+        """Cluster at level t of every row of X (composed assignments)."""
+        self._level(t)
+        if t not in self._labels:
+            self._labels[t] = self.parents(t - 1)[self.labels(t - 1)]
+        return self._labels[t]
+
+    def cluster_sizes(self, t: int) -> np.ndarray:
+        """Number of original points under every level-t cluster."""
+        return np.bincount(self.labels(t), minlength=self._level(t).n_clusters)
+
+
+def hierarchical_kmeans(X, levels: Sequence[LevelSpec], *, seed: int = 0, metric: Metric = "l2",
+                        on_level: Callable[[int, Level], None] | None = None) -> HierarchicalClustering:
+    """Fit all levels bottom-up; level t clusters the centroids of level t-1.
+
+    X: (n, d) float32 ndarray or memmap. Deterministic for a given seed. ``on_level(t, level)``
+    is called after each level (progress, checkpoints).
+    """
+    if not levels:
+        raise ValueError("levels must name at least one LevelSpec")
+    X = as_float32_matrix(X)
+    check_finite(X)
+    fitted: list[Level] = []
+    inp = X
+    for t, spec in enumerate(levels, start=1):
+        level = fit_level(inp, spec, seed=level_seed(seed, t), metric=metric)
+        fitted.append(level)
+        if on_level is not None:
+            on_level(t, level)
+        inp = level.centroids
+    return HierarchicalClustering(fitted, n_points=X.shape[0])
+
+
+def level_seed(seed: int, t: int) -> int:
+    """The seed of level t, derived from the run's seed (so one level can be refit alone)."""
+    return int(np.random.SeedSequence([seed, t]).generate_state(1)[0])

@@ -1,0 +1,139 @@
+import numpy as np
+import pytest
+
+from curation_assets.core import (
+    LevelSpec,
+    fit_level,
+    hierarchical_kmeans,
+    hierarchical_sampling,
+    kmeans,
+    label_balance,
+)
+from curation_assets.core.synthetic import five_rings, zipf_concepts
+
+RINGS_LEVELS = [LevelSpec(1000, resampling_steps=10, sample_size=15), LevelSpec(300, resampling_steps=10, sample_size=2)]
+
+
+def test_public_contract_shapes():
+    X = np.random.default_rng(0).normal(size=(3000, 8)).astype(np.float32)
+    h = hierarchical_kmeans(X, [LevelSpec(100, 2, 5), LevelSpec(20, 2, 2)], seed=0)
+    assert h.n_levels == 2
+    assert h.centroids(1).shape == (100, 8) and h.centroids(2).shape == (20, 8)
+    assert h.labels(1).shape == (3000,) and h.labels(2).shape == (3000,)
+    # composition: a point's level-2 cluster is the parent of its level-1 cluster
+    np.testing.assert_array_equal(h.labels(2), h.parents(1)[h.labels(1)])
+    assert h.cluster_sizes(2).sum() == 3000 and (h.cluster_sizes(2) > 0).all()
+    with pytest.raises(IndexError, match="1-based"):
+        h.centroids(0)
+    idx = hierarchical_sampling(h, 500, strategy="random", seed=0)
+    assert idx.dtype == np.int64 and len(idx) == 500 and len(np.unique(idx)) == 500
+
+
+def test_five_rings_reproduce_the_original_readme_example():
+    X, ring = five_rings(seed=0)
+    h = hierarchical_kmeans(X, RINGS_LEVELS, seed=0)
+    per_ring = np.bincount(ring[hierarchical_sampling(h, 1000, strategy="random", seed=0)], minlength=5)
+    assert per_ring.sum() == 1000
+    assert per_ring[1] >= 110, per_ring  # the 200-point ring (original implementation: 119)
+    assert per_ring.max() <= 260, per_ring
+
+
+def test_resampling_flattens_the_first_level():
+    X, ring = five_rings(seed=0)
+    plain = fit_level(X, LevelSpec(1000), seed=0)
+    resampled = fit_level(X, LevelSpec(1000, resampling_steps=10, sample_size=15), seed=0)
+
+    def on_small_ring(level):
+        return np.bincount(ring[np.unique(level.assignment, return_index=True)[1]], minlength=5)[1]
+
+    assert on_small_ring(resampled) > on_small_ring(plain) + 10
+
+
+def test_long_tailed_concepts_curate_better_than_random_and_one_level():
+    X, concept = zipf_concepts(n_concepts=50, n_points=20000, dim=64, seed=0)
+    budget = len(X) // 10
+    h = hierarchical_kmeans(X, [LevelSpec(400, 5, 25), LevelSpec(100, 5, 2), LevelSpec(30, 5, 2)], seed=0)
+    ours = hierarchical_sampling(h, budget, seed=0)
+    one_level = hierarchical_sampling(hierarchical_kmeans(X, [LevelSpec(400)], seed=0), budget, seed=0)
+    rand = np.random.default_rng(0).choice(len(X), budget, replace=False)
+    kl = {name: label_balance(concept[idx], concept)["kl_to_uniform"]
+          for name, idx in (("ours", ours), ("one_level", one_level), ("random", rand))}
+    assert kl["ours"] < 0.5 * kl["random"], kl
+    assert kl["ours"] < kl["one_level"], kl
+    np.testing.assert_array_equal(ours, hierarchical_sampling(hierarchical_kmeans(
+        X, [LevelSpec(400, 5, 25), LevelSpec(100, 5, 2), LevelSpec(30, 5, 2)], seed=0), budget, seed=0))
+
+
+def test_split_makes_k_times_s_clusters():
+    X = np.random.default_rng(0).normal(size=(4000, 4)).astype(np.float32)
+    level = fit_level(X, LevelSpec(10, n_splits=5), seed=0)
+    assert level.n_clusters == 50
+    assert len(np.unique(level.assignment)) == 50
+
+
+def test_split_of_tiny_clusters_keeps_what_exists():
+    X = np.concatenate([np.zeros((3, 2)), np.ones((30, 2)) + np.random.default_rng(0).normal(0, .1, (30, 2))])
+    level = fit_level(X.astype(np.float32), LevelSpec(2, n_splits=4), seed=0)
+    assert level.n_clusters <= 8 and (np.bincount(level.assignment) > 0).all()
+
+
+def test_one_level_and_many_levels():
+    X = np.random.default_rng(0).normal(size=(2000, 3)).astype(np.float32)
+    one = hierarchical_kmeans(X, [LevelSpec(50)], seed=0)
+    assert one.n_levels == 1 and len(hierarchical_sampling(one, 100)) == 100
+    many = hierarchical_kmeans(X, [LevelSpec(400, 2, 3), LevelSpec(100, 2, 2), LevelSpec(30, 2, 2),
+                                   LevelSpec(10), LevelSpec(3)], seed=0)
+    assert many.n_levels == 5 and len(np.unique(many.labels(5))) == 3
+
+
+def test_levels_are_deterministic_per_seed():
+    X = np.random.default_rng(0).normal(size=(3000, 16)).astype(np.float32)
+    levels = [LevelSpec(60, 3, 10, resample_strategy="random"), LevelSpec(10, 3, 2)]
+    a, b = hierarchical_kmeans(X, levels, seed=7), hierarchical_kmeans(X, levels, seed=7)
+    for t in (1, 2):
+        np.testing.assert_array_equal(a.centroids(t), b.centroids(t))
+        np.testing.assert_array_equal(a.labels(t), b.labels(t))
+    c = hierarchical_kmeans(X, levels, seed=8)
+    assert not np.array_equal(a.centroids(1), c.centroids(1))
+
+
+def test_cosine_hierarchy():
+    X = np.random.default_rng(0).normal(size=(2000, 32)).astype(np.float32)
+    h = hierarchical_kmeans(X, [LevelSpec(50, 2, 5), LevelSpec(10)], seed=0, metric="cosine")
+    np.testing.assert_allclose(np.linalg.norm(h.centroids(2), axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "X, levels, message",
+    [
+        (np.zeros((10, 2), np.float32), [LevelSpec(20)], "only 10 points"),
+        (np.zeros((10,), np.float32), [LevelSpec(2)], "2-D"),
+        (np.array([[0, 0], [1, np.nan], [2, 2]], np.float32), [LevelSpec(2)], "row 1"),
+        (np.array([[0, 0], [1, 1], [np.inf, 2]], np.float32), [LevelSpec(2)], "row 2"),
+        (np.zeros((10, 2), np.float32), [], "at least one"),
+    ],
+)
+def test_hierarchical_kmeans_rejects_bad_input(X, levels, message):
+    with pytest.raises(ValueError, match=message):
+        hierarchical_kmeans(X, levels)
+
+
+def test_level_k_larger_than_previous_level():
+    X = np.random.default_rng(0).normal(size=(500, 2)).astype(np.float32)
+    with pytest.raises(ValueError, match="k=50 clusters but its input has only 20 points"):
+        hierarchical_kmeans(X, [LevelSpec(20), LevelSpec(50)])
+
+
+@pytest.mark.parametrize("field, value", [("n_clusters", 0), ("resampling_steps", -1), ("sample_size", 0),
+                                          ("n_splits", 0), ("n_iter", 0), ("resample_strategy", "far")])
+def test_level_spec_validates(field, value):
+    kwargs = {"n_clusters": 5, field: value}
+    with pytest.raises(ValueError, match=field):
+        LevelSpec(**kwargs)
+
+
+def test_kmeans_of_level_matches_plain_kmeans_without_resampling():
+    X = np.random.default_rng(0).normal(size=(1000, 4)).astype(np.float32)
+    level = fit_level(X, LevelSpec(20), seed=0)
+    assert level.n_clusters == 20 and level.assignment.shape == (1000,)
+    assert kmeans(X, 20, seed=1).centroids.shape == level.centroids.shape

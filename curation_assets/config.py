@@ -1,0 +1,151 @@
+"""The one user-facing configuration: ``curation.yaml`` (path overridable by env ``CURATION_CONFIG``).
+
+Per modality it declares the source, the embedder, the hierarchy's levels and the final
+sampling. Omitted fields get automatic defaults derived from the pool size (the paper's
+rule of thumb: sample size r ≈ half the mean cluster size of the level).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = REPO_ROOT / "curation.yaml"
+
+
+class ConfigError(ValueError):
+    """The YAML configuration is missing or invalid; the message names file and field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceConfig(_Strict):
+    """Where the corpus comes from.
+
+    ``auto``: files dropped in ``<root>/raw/<modality>/`` when there are any, else the bundled demo.
+    ``files``: only ``<root>/raw/<modality>/`` (or ``path``, relative to the data root).
+    ``demo``: the bundled demo corpus. ``simulated``: the paper's 2-D mixture.
+    ``reader`` picks how files are read (default: text for a text embedder, satellite for the
+    ``satellite`` modality, image otherwise). ``test_per_class`` rows per label (at most half a
+    class) are held out for benchmarks and never enter curation.
+    """
+
+    kind: Literal["auto", "files", "demo", "simulated"] = "auto"
+    path: str | None = None
+    reader: Literal["text", "image", "satellite"] | None = None
+    max_items: int | None = Field(default=None, gt=0)
+    tile_px: int = Field(default=30, gt=3)
+    bands: tuple[int, int, int] | None = None
+    test_per_class: int = Field(default=40, ge=0)
+
+
+class EmbedderConfig(_Strict):
+    """Which model turns items into vectors (``none`` for the 2-D simulated points)."""
+
+    kind: Literal["sentence_transformer", "efficientnet_lite0", "none"]
+    model: str | None = None
+    batch_size: int = Field(default=64, gt=0)
+    image_size: int = Field(default=224, ge=32)
+    device: str = "cpu"
+
+
+class LevelConfig(_Strict):
+    """One hierarchy level: k, resampling steps m, sample size r (default: half the mean cluster size)."""
+
+    n_clusters: int = Field(gt=0)
+    resampling_steps: int = Field(default=10, ge=0)
+    sample_size: int | None = Field(default=None, gt=0)
+    resample_strategy: Literal["closest", "random"] = "closest"
+    n_splits: int = Field(default=1, gt=0)
+    n_iter: int = Field(default=50, gt=0)
+
+
+class SamplingConfig(_Strict):
+    """The balanced subset: an absolute ``target_size`` or a ``fraction`` of the pool."""
+
+    target_size: int | None = Field(default=None, gt=0)
+    fraction: float | None = Field(default=None, gt=0, le=1)
+    strategy: Literal["random", "closest"] = "random"
+    multiplier: int = Field(default=1, ge=1)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _one_size(self):
+        if self.target_size is not None and self.fraction is not None:
+            raise ValueError("give either target_size or fraction, not both")
+        return self
+
+    def resolve_target(self, pool_size: int) -> int:
+        if self.target_size is not None:
+            return self.target_size
+        return max(1, round(pool_size * (self.fraction if self.fraction is not None else 0.2)))
+
+
+class ModalityConfig(_Strict):
+    source: SourceConfig = SourceConfig()
+    embedder: EmbedderConfig
+    metric: Literal["l2", "cosine"] = "l2"
+    levels: list[LevelConfig] | None = Field(default=None, min_length=1)
+    sampling: SamplingConfig = SamplingConfig()
+    seed: int = 0
+
+
+class CurationConfig(_Strict):
+    modalities: dict[str, ModalityConfig] = Field(min_length=1)
+
+    @property
+    def max_levels(self) -> int:
+        return max(len(m.levels) if m.levels else AUTO_LEVELS for m in self.modalities.values())
+
+    def modality(self, name: str) -> ModalityConfig:
+        if name not in self.modalities:
+            raise ConfigError(f"unknown modality {name!r}; configured: {sorted(self.modalities)}")
+        return self.modalities[name]
+
+
+AUTO_LEVELS = 3
+AUTO_FIRST_CLUSTER_SIZE = 20
+AUTO_LEVEL_RATIO = 4
+
+
+def auto_levels(pool_size: int) -> list[LevelConfig]:
+    """Default hierarchy for a pool of n points: k_1 ≈ n/20, then ÷4 per level, up to 3 levels."""
+    levels, k = [], max(2, pool_size // AUTO_FIRST_CLUSTER_SIZE)
+    while len(levels) < AUTO_LEVELS and k >= 2:
+        levels.append(LevelConfig(n_clusters=k))
+        k //= AUTO_LEVEL_RATIO
+    return levels or [LevelConfig(n_clusters=1)]
+
+
+def resolved_sample_size(level: LevelConfig, n_inputs: int) -> int:
+    """The paper's rule when r is omitted: r ≈ half the mean cluster size of the level."""
+    if level.sample_size is not None:
+        return level.sample_size
+    return max(1, round(n_inputs / level.n_clusters / 2))
+
+
+def config_path() -> Path:
+    return Path(os.environ.get("CURATION_CONFIG", DEFAULT_CONFIG))
+
+
+def load_config(path: Path | None = None) -> CurationConfig:
+    """Read and validate the YAML; errors name the file and the offending field."""
+    path = Path(path) if path is not None else config_path()
+    if not path.is_file():
+        raise ConfigError(f"configuration file not found: {path} (set CURATION_CONFIG or create it)")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    try:
+        return CurationConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{path}: invalid configuration: {problems}") from exc

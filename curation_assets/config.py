@@ -88,12 +88,20 @@ class SamplingConfig(_Strict):
         return max(1, round(pool_size * (self.fraction if self.fraction is not None else 0.2)))
 
 
+class BenchmarkConfig(_Strict):
+    """How ``benchmark_scores`` runs: seeds to average over; the paper's 2-D table (simulated only)."""
+
+    seeds: list[int] = Field(default=[0, 1, 2], min_length=1)
+    paper_2d_table: bool = True
+
+
 class ModalityConfig(_Strict):
     source: SourceConfig = SourceConfig()
     embedder: EmbedderConfig
     metric: Literal["l2", "cosine"] = "l2"
     levels: list[LevelConfig] | None = Field(default=None, min_length=1)
     sampling: SamplingConfig = SamplingConfig()
+    benchmark: BenchmarkConfig = BenchmarkConfig()
     seed: int = 0
 
 

@@ -1,0 +1,78 @@
+import hashlib
+
+import numpy as np
+import polars as pl
+import pytest
+
+from curation_assets_tests.assets._helpers import check_results, curate
+
+
+def sha(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_simulated_partition_end_to_end(small_config, data_root):
+    result = curate(small_config, "simulated")
+    assert result.success
+    subset = pl.read_parquet(data_root / "curated/simulated/subset.parquet")
+    assert subset.columns == ["id", "cluster_level_1", "cluster_level_2", "cluster_level_3"]
+    assert len(subset) == 300 and subset["id"].n_unique() == 300
+    checks = check_results(result)
+    assert checks and all(checks.values()), checks
+    scores = pl.read_parquet(data_root / "benchmarks/simulated.parquet")
+    assert {"method", "metric", "value", "std"} <= set(scores.columns)
+    assert set(scores["method"]) >= {"random", "kmeans", "hierarchical", "hierarchical_resampled", "full"}
+    # the held-out test rows never enter curation
+    split = pl.read_parquet(data_root / "corpus/simulated/split.parquet")
+    test_ids = split.filter(pl.col("split") == "test")["id"]
+    assert len(test_ids) > 0 and not subset["id"].is_in(test_ids.implode()).any()
+
+
+def test_rerun_is_reused_and_byte_identical_and_seed_changes_it(small_config, data_root):
+    curate(small_config, "simulated")
+    path = data_root / "curated/simulated/subset.parquet"
+    first = sha(path)
+    level_1 = data_root / "clustering/simulated/level_1/centroids.npy"
+    mtime = level_1.stat().st_mtime_ns
+    result = curate(small_config, "simulated")
+    assert sha(path) == first
+    assert level_1.stat().st_mtime_ns == mtime  # not recomputed
+    mats = {e.asset_key.to_user_string(): e for e in result.get_asset_materialization_events()}
+    assert len(mats) == 7
+    curate(small_config, "simulated", selection=["balanced_subset"],
+           run_config={"ops": {"balanced_subset": {"config": {"seed": 1}}}})
+    assert sha(path) != first
+
+
+def test_launchpad_override_of_a_level(small_config, data_root):
+    curate(small_config, "simulated", selection=["raw_corpus", "embeddings", "clustering_level_1"],
+           run_config={"ops": {"clustering_level_1": {"config": {"n_clusters": 200}}}})
+    assert np.load(data_root / "clustering/simulated/level_1/centroids.npy").shape == (200, 2)
+
+
+def test_fewer_levels_pass_through(small_config, data_root):
+    # satellite is configured with a single level: levels 2 and 3 are pass-through
+    result = curate(small_config, "satellite")
+    subset = pl.read_parquet(data_root / "curated/satellite/subset.parquet")
+    assert subset.columns == ["id", "cluster_level_1"] and len(subset) == 40
+    assert not (data_root / "clustering/satellite/level_2/centroids.npy").exists()
+    assert all(check_results(result).values())
+
+
+@pytest.mark.slow
+def test_text_partition_with_real_model(small_config, data_root):
+    result = curate(small_config, "text")
+    X = np.load(data_root / "embeddings/text/embeddings.npy")
+    assert X.shape[1] == 384
+    subset = pl.read_parquet(data_root / "curated/text/subset.parquet")
+    corpus = pl.read_parquet(data_root / "corpus/text/split.parquet")
+    assert len(subset) == round(0.3 * (corpus["split"] == "pool").sum())
+    assert all(check_results(result).values())
+
+
+@pytest.mark.slow
+def test_image_partition_with_real_model(small_config, data_root):
+    result = curate(small_config, "image")
+    assert np.load(data_root / "embeddings/image/embeddings.npy").shape[1] == 1280
+    assert (data_root / "curated/image/subset.parquet").exists()
+    assert all(check_results(result).values())

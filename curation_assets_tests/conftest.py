@@ -1,0 +1,62 @@
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+SMALL_CONFIG = """
+modalities:
+  simulated:
+    source: {kind: simulated}
+    embedder: {kind: none}
+    levels:
+      - {n_clusters: 300, resampling_steps: 3, sample_size: 2}
+      - {n_clusters: 100, resampling_steps: 3, sample_size: 2}
+      - {n_clusters: 30, resampling_steps: 3, sample_size: 2}
+    sampling: {target_size: 300, seed: 0}
+    benchmark: {seeds: [0], paper_2d_table: false}
+  text:
+    source: {kind: auto, max_items: 300, test_per_class: 2}
+    embedder: {kind: sentence_transformer, batch_size: 64}
+    metric: cosine
+    levels:
+      - {n_clusters: 30, resampling_steps: 3}
+      - {n_clusters: 8, resampling_steps: 3}
+    sampling: {fraction: 0.3, seed: 0}
+    benchmark: {seeds: [0]}
+  image:
+    source: {kind: auto, max_items: 300, test_per_class: 5}
+    embedder: {kind: efficientnet_lite0, batch_size: 64, image_size: 64}
+    metric: cosine
+    levels:
+      - {n_clusters: 30, resampling_steps: 3}
+      - {n_clusters: 8, resampling_steps: 3}
+    sampling: {fraction: 0.3, seed: 0}
+    benchmark: {seeds: [0]}
+  satellite:
+    source: {kind: auto, max_items: 200, tile_px: 30, test_per_class: 5}
+    embedder: {kind: efficientnet_lite0, batch_size: 64, image_size: 64}
+    metric: cosine
+    levels:
+      - {n_clusters: 20, resampling_steps: 3}
+    sampling: {target_size: 40, seed: 0}
+    benchmark: {seeds: [0]}
+"""
+
+
+@pytest.fixture
+def small_config(tmp_path: Path, monkeypatch) -> Path:
+    """A small configuration and an empty data root for this test (env CURATION_CONFIG / CURATION_DATA_DIR)."""
+    cfg = tmp_path / "curation.yaml"
+    cfg.write_text(SMALL_CONFIG)
+    root = tmp_path / "data"
+    root.mkdir()
+    monkeypatch.setenv("CURATION_CONFIG", str(cfg))
+    monkeypatch.setenv("CURATION_DATA_DIR", str(root))
+    return cfg
+
+
+@pytest.fixture
+def data_root(small_config: Path) -> Path:
+    return small_config.parent / "data"

@@ -60,7 +60,7 @@ def share_bars_md(categories, pool_share, subset_share, title: str, pool_label="
 
 def method_bars_md(table: dict[str, dict[str, float]], title: str) -> str:
     """Grouped bars: one group per metric, one bar per method (value ± std when given)."""
-    plt, (fig, ax) = _figure(8.0, 3.4)
+    plt, (fig, ax) = _figure(9.0, 3.6)
     metrics = list(next(iter(table.values())).keys())
     methods = list(table)
     width = 0.8 / len(methods)
@@ -70,7 +70,7 @@ def method_bars_md(table: dict[str, dict[str, float]], title: str) -> str:
                label=method)
     ax.set_xticks(np.arange(len(metrics)) + 0.4 - width / 2, metrics, rotation=20, ha="right", fontsize=7)
     ax.set_title(title)
-    ax.legend(fontsize=7, ncol=3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _to_markdown(plt, fig, title)
 
 

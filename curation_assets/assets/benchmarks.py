@@ -11,8 +11,15 @@ from curation_assets.assets.subset import load_hierarchy
 from curation_assets.config import ModalityConfig
 from curation_assets.evaluation import Task, benchmark, simulated_kl_rows
 from curation_assets.plots import markdown_table, method_bars_md
-from curation_assets.storage import Layout, cached, fingerprint, load_npy, read_fingerprint, save_parquet
-from curation_assets.storage import write_fingerprint
+from curation_assets.storage import (
+    Layout,
+    cached,
+    fingerprint,
+    load_npy,
+    read_fingerprint,
+    save_parquet,
+    write_fingerprint,
+)
 
 CODE_VERSION = "benchmarks-1"
 PLOT_METRICS = ("normalized_entropy", "rare_half_share", "linear_balanced_accuracy", "knn_balanced_accuracy",
@@ -79,9 +86,9 @@ def build_benchmark_asset(partitions):
         code_version=CODE_VERSION,
         deps=["balanced_subset"],
         description="Curated vs random / 1-level k-means / hierarchical without resampling / full pool, "
-                    "same subset size, averaged over the configured seeds: label balance, linear probe and kNN on the held-out "
-                    "test split, a representation learned on the subset, embedding-space coverage. "
-                    "Writes benchmarks/<modality>.parquet (method, metric, value, std).",
+                    "same subset size, averaged over the configured seeds: label balance, linear probe and kNN "
+                    "on the held-out test split, a representation learned on the subset, embedding-space coverage. "
+                    "Writes benchmarks/{modality}.parquet (method, metric, value, std).",
         check_specs=[AssetCheckSpec("curated_not_less_balanced_than_random", asset="benchmark_scores")],
     )
     def benchmark_scores(context: AssetExecutionContext) -> MaterializeResult:

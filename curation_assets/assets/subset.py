@@ -14,9 +14,10 @@ from dagster import (
 
 from curation_assets.assets._common import Timer, md, modality_context, to_dagster
 from curation_assets.assets.clustering import configured_levels, load_level
+from curation_assets.assets.embeddings import pool_embeddings
 from curation_assets.config import ModalityConfig, SamplingConfig
 from curation_assets.core import HierarchicalClustering, hierarchical_sampling, normalized_entropy
-from curation_assets.plots import markdown_table, share_bars_md
+from curation_assets.plots import markdown_table, scatter_md, share_bars_md
 from curation_assets.storage import Layout, cached, fingerprint, read_fingerprint, save_parquet, write_fingerprint
 
 CODE_VERSION = "subset-1"
@@ -73,7 +74,7 @@ def build_subset_asset(n_level_assets: int, partitions):
         code_version=CODE_VERSION,
         deps=[f"clustering_level_{n_level_assets}"],
         description="The curated subset: hierarchical balanced sampling over the modality's levels. "
-                    "Writes curated/<modality>/subset.parquet (id + cluster at every level).",
+                    "Writes curated/{modality}/subset.parquet (id + cluster at every level).",
         check_specs=[AssetCheckSpec("subset_size_and_ids", asset="balanced_subset"),
                      AssetCheckSpec("subset_more_balanced_than_pool", asset="balanced_subset")],
     )
@@ -86,7 +87,8 @@ def build_subset_asset(n_level_assets: int, partitions):
         target = sampling.resolve_target(len(pool_ids))
         path = layout.curated_dir / "subset.parquet"
         with layout.lock():
-            level_fps = [(read_fingerprint(layout.level_dir(t)) or {}).get("fingerprint") for t in range(1, n_levels + 1)]
+            level_fps = [(read_fingerprint(layout.level_dir(t)) or {}).get("fingerprint")
+                         for t in range(1, n_levels + 1)]
             if None in level_fps:
                 raise FileNotFoundError(f"{modality}: level {level_fps.index(None) + 1} is not materialized yet")
             fp = fingerprint(CODE_VERSION, level_fps, sampling.model_dump(), target)
@@ -109,6 +111,10 @@ def build_subset_asset(n_level_assets: int, partitions):
                                                 sub_c[order] / sub_c.sum(), f"top-level ({n_levels}) cluster shares")),
                     "preview": md(markdown_table(frame.head(10).to_dicts())),
                 }
+                X_pool, _ = pool_embeddings(layout)
+                if X_pool.shape[1] == 2:  # the simulated modality: show the draw itself
+                    metadata["subset_scatter"] = md(scatter_md(np.asarray(X_pool), np.asarray(X_pool)[idx],
+                                                               "pool (grey) and subset (blue)"))
                 write_fingerprint(layout.curated_dir, fp, metadata)
                 record = {"metadata": metadata}
             else:

@@ -34,11 +34,12 @@ KD_TREE_MAX_DIM = 8  # exact k-d tree search beats brute-force GEMM in very low 
 
 @dataclass(frozen=True)
 class KMeansResult:
-    """Centroids (k, d), the cluster of every input row and its squared distance to it."""
+    """Centroids (k, d), the cluster of every input row, its squared distance, Lloyd iterations run."""
 
     centroids: np.ndarray
     labels: np.ndarray
     distances: np.ndarray
+    n_iter: int = 0
 
     @property
     def inertia(self) -> float:
@@ -223,6 +224,6 @@ def kmeans(X, k: int, *, n_iter: int = 50, seed: int = 0, metric: Metric = "l2",
     if metric == "cosine":
         train = normalize_rows(train)
     init = kmeans_plusplus(train, k, rng)
-    centroids, _ = lloyd(train, init, n_iter, metric, rng)
+    centroids, iterations = lloyd(train, init, n_iter, metric, rng)
     labels, dists = assign(X, centroids, metric)
-    return KMeansResult(centroids=centroids, labels=labels, distances=dists)
+    return KMeansResult(centroids=centroids, labels=labels, distances=dists, n_iter=iterations)

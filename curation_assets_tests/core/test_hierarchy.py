@@ -11,7 +11,8 @@ from curation_assets.core import (
 )
 from curation_assets.core.synthetic import five_rings, zipf_concepts
 
-RINGS_LEVELS = [LevelSpec(1000, resampling_steps=10, sample_size=15), LevelSpec(300, resampling_steps=10, sample_size=2)]
+RINGS_LEVELS = [LevelSpec(1000, resampling_steps=10, sample_size=15),
+                LevelSpec(300, resampling_steps=10, sample_size=2)]
 
 
 def test_public_contract_shapes():

@@ -30,6 +30,7 @@ Metric = Literal["l2", "cosine"]
 METRICS = ("l2", "cosine")
 ASSIGN_CHUNK_ROWS = 65_536
 KD_TREE_MAX_DIM = 8  # exact k-d tree search beats brute-force GEMM in very low dimension
+KD_TREE_MIN_CENTROIDS = 32  # ... once there are enough centroids to search among
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,8 @@ def _sq_dists_to(X: np.ndarray, x_sq: np.ndarray, C: np.ndarray) -> np.ndarray:
 
 def _min_sq_dist(X: np.ndarray, x_sq: np.ndarray, C: np.ndarray) -> np.ndarray:
     """Squared L2 distance of every row of X to its nearest row of C (k-d tree in low dimension)."""
-    if X.shape[1] <= KD_TREE_MAX_DIM:
-        dist, _ = cKDTree(C.astype(np.float64)).query(X, k=1)
+    if X.shape[1] <= KD_TREE_MAX_DIM and len(C) > KD_TREE_MIN_CENTROIDS:
+        dist, _ = cKDTree(C.astype(np.float64)).query(X, k=1, workers=-1)
         return dist**2
     return _sq_dists_to(X, x_sq, C).min(axis=1)
 

@@ -4,7 +4,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from curation_assets_tests.assets._helpers import check_results, curate
+from curation_assets_tests.assets._helpers import assert_data_checks_pass, check_results, curate
 
 
 def sha(path):
@@ -56,7 +56,7 @@ def test_fewer_levels_pass_through(small_config, data_root):
     subset = pl.read_parquet(data_root / "curated/satellite/subset.parquet")
     assert subset.columns == ["id", "cluster_level_1"] and len(subset) == 40
     assert not (data_root / "clustering/satellite/level_2/centroids.npy").exists()
-    assert all(check_results(result).values())
+    assert_data_checks_pass(result)
 
 
 @pytest.mark.slow
@@ -67,7 +67,7 @@ def test_text_partition_with_real_model(small_config, data_root):
     subset = pl.read_parquet(data_root / "curated/text/subset.parquet")
     corpus = pl.read_parquet(data_root / "corpus/text/split.parquet")
     assert len(subset) == round(0.3 * (corpus["split"] == "pool").sum())
-    assert all(check_results(result).values())
+    assert_data_checks_pass(result)
 
 
 @pytest.mark.slow
@@ -75,4 +75,4 @@ def test_image_partition_with_real_model(small_config, data_root):
     result = curate(small_config, "image")
     assert np.load(data_root / "embeddings/image/embeddings.npy").shape[1] == 1280
     assert (data_root / "curated/image/subset.parquet").exists()
-    assert all(check_results(result).values())
+    assert_data_checks_pass(result)

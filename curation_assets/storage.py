@@ -152,6 +152,12 @@ def cached(directory: Path, fp: str) -> dict | None:
     return record if record is not None and record.get("fingerprint") == fp else None
 
 
+def invalidate(directory: Path) -> None:
+    """Forget ``directory``'s fingerprint before replacing its files: a crash half-way then reads as
+    'not computed' (and is recomputed), never as an up-to-date mix of old and new files."""
+    (directory / FINGERPRINT_FILE).unlink(missing_ok=True)
+
+
 def write_fingerprint(directory: Path, fp: str, metadata: dict) -> None:
     """Mark ``directory`` complete for ``fp``; written after all of its files."""
     save_json(directory / FINGERPRINT_FILE, {"fingerprint": fp, "metadata": metadata})

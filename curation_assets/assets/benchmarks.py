@@ -15,6 +15,7 @@ from curation_assets.storage import (
     Layout,
     cached,
     fingerprint,
+    invalidate,
     load_npy,
     read_fingerprint,
     save_parquet,
@@ -111,6 +112,7 @@ def build_benchmark_asset(partitions):
                     if cfg.source.kind == "simulated" and cfg.benchmark.paper_2d_table:
                         rows += simulated_kl_rows(task.X_pool, seeds=seeds)
                 frame = pl.DataFrame(rows, infer_schema_length=None)
+                invalidate(directory)
                 save_parquet(layout.benchmark_file, frame)
                 plot_metrics = [m for m in PLOT_METRICS if any(r["metric"] == m for r in rows)] or \
                     sorted({r["metric"] for r in rows if r["metric"].startswith("cluster_entropy")})

@@ -23,7 +23,16 @@ from curation_assets.assets.embeddings import pool_embeddings
 from curation_assets.config import LevelConfig, ModalityConfig, auto_levels, resolved_sample_size
 from curation_assets.core import Level, LevelSpec, cluster_size_stats, fit_level, level_seed
 from curation_assets.plots import size_histogram_md
-from curation_assets.storage import Layout, cached, fingerprint, load_npy, read_fingerprint, save_npy, write_fingerprint
+from curation_assets.storage import (
+    Layout,
+    cached,
+    fingerprint,
+    invalidate,
+    load_npy,
+    read_fingerprint,
+    save_npy,
+    write_fingerprint,
+)
 
 CODE_VERSION = "clustering-1"
 
@@ -125,6 +134,7 @@ def build_level_asset(t: int, n_assets: int, partitions) -> AssetsDefinition:
                 X_t, spec, seed = work
                 with Timer() as timer:
                     level = fit_level(X_t, spec, seed=seed, metric=cfg.metric)
+                invalidate(directory)
                 for fname, arr in (("centroids", level.centroids), ("assignment", level.assignment),
                                    ("distances", level.distances)):
                     save_npy(directory / f"{fname}.npy", arr)

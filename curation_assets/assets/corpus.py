@@ -11,7 +11,7 @@ from dagster import AssetExecutionContext, MaterializeResult, asset
 from curation_assets.assets._common import Timer, md, modality_context, to_dagster
 from curation_assets.config import ModalityConfig
 from curation_assets.plots import markdown_table, share_bars_md
-from curation_assets.storage import Layout, cached, fingerprint, save_parquet, write_fingerprint
+from curation_assets.storage import Layout, cached, fingerprint, invalidate, save_parquet, write_fingerprint
 
 CODE_VERSION = "corpus-1"
 CONTENT_COLUMN = {"text": "text", "image": "image", "satellite": "image", "simulated": "xy"}
@@ -89,10 +89,9 @@ def _canonical(frame: pl.DataFrame, reader: str) -> pl.DataFrame:
                         label)
 
 
-def _write_stream(batches: Iterator[pl.DataFrame], reader: str, path: Path, max_items: int | None) -> int:
-    """Stream batches into one Parquet file (temp + rename); returns the row count."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+def _write_stream(batches: Iterator[pl.DataFrame], reader: str, tmp: Path, max_items: int | None) -> int:
+    """Stream batches into one Parquet file at ``tmp``; returns the row count."""
+    tmp.parent.mkdir(parents=True, exist_ok=True)
     writer, n = None, 0
     try:
         for frame in batches:
@@ -108,10 +107,6 @@ def _write_stream(batches: Iterator[pl.DataFrame], reader: str, path: Path, max_
     finally:
         if writer is not None:
             writer.close()
-    if n == 0:
-        tmp.unlink(missing_ok=True)
-        raise ValueError(f"the corpus is empty: no rows to curate for {path.parent.name}")
-    tmp.replace(path)
     return n
 
 
@@ -152,13 +147,23 @@ def build_corpus_asset(partitions):
                 with Timer() as timer:
                     batches, skipped = _batches(modality, kind, reader, cfg, layout)
                     path = layout.corpus_dir / "corpus.parquet"
-                    n = _write_stream(batches, reader, path, cfg.source.max_items if kind == "files" else None)
-                    rows = pl.read_parquet(path, columns=["id", "label"])
-                    if rows["id"].n_unique() != n:
-                        dup = rows.filter(pl.col("id").is_duplicated())["id"][0]
-                        raise ValueError(f"duplicate id {dup!r} in the {modality} corpus: ids must be unique")
+                    tmp = layout.corpus_dir / ".corpus.parquet.tmp"
+                    try:
+                        n = _write_stream(batches, reader, tmp, cfg.source.max_items if kind == "files" else None)
+                        if n == 0:
+                            raise ValueError(f"the {modality} corpus is empty: no rows to curate "
+                                             f"(skipped: {dict(skipped) or 'none'})")
+                        rows = pl.read_parquet(tmp, columns=["id", "label"])
+                        if rows["id"].n_unique() != n:
+                            dup = rows.filter(pl.col("id").is_duplicated())["id"][0]
+                            raise ValueError(f"duplicate id {dup!r} in the {modality} corpus: ids must be unique")
+                    except BaseException:
+                        tmp.unlink(missing_ok=True)
+                        raise
                     test = holdout_split(rows["label"], cfg.source.test_per_class, cfg.seed)
                     split = rows.with_columns(pl.Series("split", np.where(test, "test", "pool")))
+                    invalidate(layout.corpus_dir)
+                    tmp.replace(path)
                     save_parquet(layout.corpus_dir / "split.parquet", split)
                 metadata = _metadata(split, kind, reader, dict(skipped), timer.seconds,
                                      pl.read_parquet(path, n_rows=5))
@@ -169,7 +174,6 @@ def build_corpus_asset(partitions):
         return MaterializeResult(metadata=to_dagster(record["metadata"]), data_version=_version(fp))
 
     return raw_corpus
-
 
 
 def _version(fp: str):

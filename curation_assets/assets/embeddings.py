@@ -12,6 +12,7 @@ from curation_assets.storage import (
     Layout,
     cached,
     fingerprint,
+    invalidate,
     load_npy,
     read_fingerprint,
     save_npy,
@@ -35,6 +36,16 @@ def pool_embeddings(layout: Layout) -> tuple[np.ndarray, pl.DataFrame]:
     return np.ascontiguousarray(X[pool]), rows[pool]
 
 
+def _validate_vectors(X: np.ndarray, split: pl.DataFrame, failed: list) -> None:
+    """Refuse NaN/inf vectors, naming the first bad row's id."""
+    ok_rows = np.setdiff1d(np.arange(len(split)), [i for i, _ in failed])
+    bad = np.flatnonzero(~np.isfinite(X).all(axis=1))
+    if len(bad):
+        row = int(ok_rows[bad[0]])
+        raise ValueError(f"the embedder returned NaN/inf for {len(bad)} rows, first: row {row} "
+                         f"(id {split['id'][row]!r}); nothing was written")
+
+
 def _embed_items(context, embedder, corpus_path, column: str, n_rows: int) -> tuple[np.ndarray, list]:
     """Embed the corpus column batch by batch; returns (vectors of ok rows, failed (row, reason))."""
     vectors, failed, done = [], [], 0
@@ -42,6 +53,9 @@ def _embed_items(context, embedder, corpus_path, column: str, n_rows: int) -> tu
     for b, batch in enumerate(parquet.iter_batches(batch_size=READ_BATCH_ROWS, columns=[column])):
         items = batch.column(0).to_pylist()
         result = embedder.embed(items)
+        if vectors and result.vectors.shape[1] != vectors[0].shape[1]:
+            raise ValueError(f"embedding dimension changed between batches: {vectors[0].shape[1]} then "
+                             f"{result.vectors.shape[1]} at row {done} (did the model change?); nothing was written")
         vectors.append(result.vectors)
         failed += [(done + i, reason) for i, reason in result.failed]
         done += len(items)
@@ -85,9 +99,11 @@ def build_embeddings_asset(partitions):
                         column = "text" if "text" in pq.read_schema(corpus_path).names else "image"
                         X, failed = _embed_items(context, model, corpus_path, column, len(split))
                         model_name = model.name
+                _validate_vectors(X, split, failed)
                 keep = np.ones(len(split), dtype=bool)
                 keep[[i for i, _ in failed]] = False
                 rows = split.filter(pl.Series(keep))
+                invalidate(layout.embeddings_dir)
                 save_npy(layout.embeddings_dir / "embeddings.npy", X)
                 save_parquet(layout.embeddings_dir / "rows.parquet", rows)
                 examples = [{"row": i, "id": split["id"][i], "reason": r} for i, r in failed[:10]]

@@ -18,7 +18,15 @@ from curation_assets.assets.embeddings import pool_embeddings
 from curation_assets.config import ModalityConfig, SamplingConfig
 from curation_assets.core import HierarchicalClustering, hierarchical_sampling, normalized_entropy
 from curation_assets.plots import markdown_table, scatter_md, share_bars_md
-from curation_assets.storage import Layout, cached, fingerprint, read_fingerprint, save_parquet, write_fingerprint
+from curation_assets.storage import (
+    Layout,
+    cached,
+    fingerprint,
+    invalidate,
+    read_fingerprint,
+    save_parquet,
+    write_fingerprint,
+)
 
 CODE_VERSION = "subset-1"
 
@@ -99,6 +107,7 @@ def build_subset_asset(n_level_assets: int, partitions):
                     idx = hierarchical_sampling(h, target, strategy=sampling.strategy, multiplier=sampling.multiplier,
                                                 seed=sampling.seed)
                 frame = subset_frame(h, idx, pool_ids)
+                invalidate(layout.curated_dir)
                 save_parquet(path, frame)
                 pool_h, sub_h, pool_c, sub_c = _top_balance(h, idx)
                 order = np.argsort(-pool_c)

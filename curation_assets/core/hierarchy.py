@@ -111,6 +111,7 @@ def _split_clusters(X: np.ndarray, labels: np.ndarray, n_clusters: int, spec: Le
 def fit_level(X_t, spec: LevelSpec, *, seed: int = 0, metric: Metric = "l2") -> Level:
     """Fit one level on its input X_t (points for level 1, previous centroids above)."""
     X_t = as_float32_matrix(X_t, "level input")
+    check_finite(X_t, "level input")
     n = X_t.shape[0]
     if spec.n_clusters > n:
         raise ValueError(f"level asks for k={spec.n_clusters} clusters but its input has only {n} points; "
@@ -193,7 +194,6 @@ def hierarchical_kmeans(X, levels: Sequence[LevelSpec], *, seed: int = 0, metric
     if not levels:
         raise ValueError("levels must name at least one LevelSpec")
     X = as_float32_matrix(X)
-    check_finite(X)
     fitted: list[Level] = []
     inp = X
     for t, spec in enumerate(levels, start=1):

@@ -4,12 +4,15 @@ from curation_assets.config import load_config
 from curation_assets.definitions import build_definitions
 
 
-def curate(config_path, partition: str, selection=None, run_config=None):
-    """Materialize the graph (or a selection) of one partition in-process; returns the result."""
+def curate(config_path, partition: str, selection=None, run_config=None, embedder=None):
+    """Materialize the graph (or a selection) of one partition in-process; returns the result.
+
+    ``embedder``: an embedder object to use instead of the configured model (fast tests).
+    """
     defs = build_definitions(load_config(config_path))
-    assets = list(defs.assets)
-    return materialize(assets, partition_key=partition, selection=selection, resources={"embedder":
-                       defs.resources["embedder"]}, run_config=run_config, raise_on_error=True)
+    resource = fake_embedder_resource(embedder) if embedder is not None else defs.resources["embedder"]
+    return materialize(list(defs.assets), partition_key=partition, selection=selection,
+                       resources={"embedder": resource}, run_config=run_config, raise_on_error=True)
 
 
 def check_results(result) -> dict[str, bool]:
@@ -26,3 +29,35 @@ def assert_data_checks_pass(result):
     checks = check_results(result)
     assert QUALITY_CHECK in checks
     assert all(v for k, v in checks.items() if k != QUALITY_CHECK), checks
+
+
+class HashEmbedder:
+    """A fast stand-in model for platform tests: a seeded random unit vector per item content."""
+
+    def __init__(self, dim: int = 16, nan_rows=(), dims=None):
+        self.name, self.dim, self.nan_rows, self.dims, self.calls = f"hash-{dim}", dim, set(nan_rows), dims, 0
+
+    def embed(self, items, progress=None):
+        import hashlib
+
+        import numpy as np
+
+        from curation_assets.embedders import EmbedResult
+
+        dim = self.dims[self.calls] if self.dims else self.dim
+        self.calls += 1
+        vecs = np.stack([np.random.default_rng(int(hashlib.sha1(str(i).encode()).hexdigest()[:8], 16))
+                         .standard_normal(dim) for i in items]).astype(np.float32)
+        for r in self.nan_rows:
+            vecs[r] = np.nan
+        return EmbedResult(vecs / np.linalg.norm(vecs, axis=1, keepdims=True))
+
+
+def fake_embedder_resource(embedder):
+    from curation_assets.resources.embedders import EmbedderResource
+
+    class _Fake(EmbedderResource):
+        def build(self, cfg):
+            return embedder
+
+    return _Fake()

@@ -1,0 +1,211 @@
+"""Bad input gets a clear error (or a documented, counted skip) and never replaces good output."""
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from curation_assets_tests.assets._helpers import HashEmbedder, curate
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def failure(config, partition, **kwargs) -> str:
+    """Run and return the user error's message (Dagster wraps it)."""
+    with pytest.raises(Exception) as info:
+        curate(config, partition, **kwargs)
+    err = info.value
+    return f"{err} {getattr(err, 'user_exception', '') or ''} {err.__cause__ or ''}"
+
+
+def edit_config(config: Path, old: str, new: str) -> None:
+    text = config.read_text()
+    assert old in text
+    config.write_text(text.replace(old, new, 1))
+
+
+def raw(data_root: Path, modality: str) -> Path:
+    path = data_root / "raw" / modality
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def text_rows(n=120):
+    return [{"id": f"doc-{i}", "text": f"document number {i} about topic {i % 7}", "label": f"t{i % 7}"}
+            for i in range(n)]
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_empty_corpus(small_config, data_root):
+    (raw(data_root, "text") / "empty.txt").write_text("\n\n   \n")
+    assert "corpus is empty" in failure(small_config, "text", embedder=HashEmbedder())
+
+
+def test_missing_text_column_names_the_file(small_config, data_root):
+    pl.DataFrame({"body": ["a", "b"]}).write_parquet(raw(data_root, "text") / "docs.parquet")
+    msg = failure(small_config, "text", embedder=HashEmbedder())
+    assert "docs.parquet" in msg and "text" in msg
+
+
+def test_duplicate_ids_name_the_id(small_config, data_root):
+    pl.DataFrame([{"id": "x1", "text": "one"}, {"id": "x1", "text": "two"}]).write_parquet(
+        raw(data_root, "text") / "dup.parquet")
+    assert "x1" in failure(small_config, "text", embedder=HashEmbedder())
+
+
+def test_non_utf8_bytes_name_the_file(small_config, data_root):
+    (raw(data_root, "text") / "latin1.txt").write_bytes("caf\xe9 au lait\n".encode("latin-1"))
+    msg = failure(small_config, "text", embedder=HashEmbedder())
+    assert "latin1.txt" in msg and "UTF-8" in msg
+
+
+def test_empty_strings_are_skipped_and_counted(small_config, data_root):
+    rows = text_rows() + [{"id": "blank-1", "text": "   ", "label": "t0"}, {"id": "blank-2", "text": "", "label": "t0"}]
+    pl.DataFrame(rows).write_parquet(raw(data_root, "text") / "docs.parquet")
+    result = curate(small_config, "text", embedder=HashEmbedder())
+    meta = result.asset_materializations_for_node("raw_corpus")[0].metadata
+    assert meta["skipped_rows"].value == 2 and meta["rows"].value == 120
+
+
+def test_geotiff_with_unexpected_bands(small_config, data_root):
+    import tifffile
+
+    tifffile.imwrite(raw(data_root, "satellite") / "scene.tif", np.zeros((2, 200, 200), np.uint16) + 7)
+    msg = failure(small_config, "satellite", embedder=HashEmbedder())
+    assert "scene.tif" in msg and "band" in msg
+
+
+def test_nan_embeddings_name_the_row(small_config, data_root):
+    pl.DataFrame(text_rows()).write_parquet(raw(data_root, "text") / "docs.parquet")
+    msg = failure(small_config, "text", embedder=HashEmbedder(nan_rows=[5]))
+    assert "NaN" in msg and "doc-5" in msg
+    assert not (data_root / "embeddings/text/embeddings.npy").exists()
+
+
+def test_embedding_dimension_change_between_batches(small_config, data_root, monkeypatch):
+    import curation_assets.assets.embeddings as emb
+
+    monkeypatch.setattr(emb, "READ_BATCH_ROWS", 50)
+    pl.DataFrame(text_rows()).write_parquet(raw(data_root, "text") / "docs.parquet")
+    assert "dimension changed" in failure(small_config, "text", embedder=HashEmbedder(dims=[16, 16, 32]))
+
+
+def test_k_larger_than_the_points_at_a_level(small_config, data_root):
+    edit_config(small_config, "{n_clusters: 300, resampling_steps: 3, sample_size: 2}",
+                "{n_clusters: 50000, resampling_steps: 3, sample_size: 2}")
+    assert "k=50000 clusters but its input has only" in failure(small_config, "simulated")
+
+
+def test_target_larger_than_the_pool(small_config, data_root):
+    edit_config(small_config, "sampling: {target_size: 300, seed: 0}", "sampling: {target_size: 100000, seed: 0}")
+    assert "exceeds the pool" in failure(small_config, "simulated")
+
+
+def test_unknown_modality_partition(small_config, data_root):
+    assert "video" in failure(small_config, "video")
+
+
+def test_model_missing_offline(small_config, data_root):
+    edit_config(small_config, "embedder: {kind: sentence_transformer, batch_size: 64}",
+                "embedder: {kind: sentence_transformer, batch_size: 64, model: no-such-org/no-such-model}")
+    pl.DataFrame(text_rows()).write_parquet(raw(data_root, "text") / "docs.parquet")
+    msg = failure(small_config, "text")
+    assert "no-such-model" in msg and "offline" in msg
+
+
+def test_configured_path_outside_the_data_root(small_config, data_root):
+    edit_config(small_config, "source: {kind: auto, max_items: 300, test_per_class: 2}",
+                "source: {kind: files, path: ../../etc, test_per_class: 2}")
+    assert "outside the data root" in failure(small_config, "text", embedder=HashEmbedder())
+
+
+def test_pickled_npy_is_refused(small_config, data_root):
+    curate(small_config, "simulated", selection=["raw_corpus", "embeddings"])
+    np.save(data_root / "embeddings/simulated/embeddings.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    assert "pickle" in failure(small_config, "simulated", selection=["clustering_level_1"])
+
+
+def test_bad_input_never_replaces_the_previous_good_output(small_config, data_root):
+    docs = raw(data_root, "text") / "docs.parquet"
+    pl.DataFrame(text_rows()).write_parquet(docs)
+    curate(small_config, "text", embedder=HashEmbedder())
+    outputs = [data_root / p for p in ("corpus/text/corpus.parquet", "embeddings/text/embeddings.npy",
+                                       "curated/text/subset.parquet")]
+    before = [digest(p) for p in outputs]
+    pl.DataFrame([{"id": "x", "body": "no text column"}]).write_parquet(docs)
+    failure(small_config, "text", embedder=HashEmbedder())
+    pl.DataFrame(text_rows() + [{"id": "doc-1", "text": "a duplicate id", "label": "t1"}]).write_parquet(docs)
+    failure(small_config, "text", embedder=HashEmbedder())
+    assert [digest(p) for p in outputs] == before
+    assert not list((data_root / "corpus/text").glob(".*tmp"))
+
+
+def test_no_pickle_anywhere_in_the_package():
+    for path in (REPO / "curation_assets").rglob("*.py"):
+        text = path.read_text()
+        assert "import pickle" not in text and "allow_pickle=True" not in text, path
+
+
+# -- crash safety and concurrency, through the real CLI -------------------------------------------------
+
+SLOW_LEVEL_2 = "{n_clusters: 100, resampling_steps: 3, sample_size: 2}"
+
+
+def cli_env(config: Path, root: Path, home: Path) -> dict:
+    home.mkdir(exist_ok=True)
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\nnux:\n  enabled: false\n")
+    return {**os.environ, "CURATION_CONFIG": str(config), "CURATION_DATA_DIR": str(root), "DAGSTER_HOME": str(home)}
+
+
+def cli(env: dict, **kwargs) -> subprocess.Popen:
+    dagster = Path(sys.executable).parent / "dagster"
+    return subprocess.Popen([str(dagster), "asset", "materialize", "-m", "curation_assets", "--select", "*",
+                             "--partition", "simulated"], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, **kwargs)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_level_resumes_without_recomputing_finished_levels(small_config, tmp_path):
+    # make level 2 long enough to be killed in the middle of it
+    edit_config(small_config, SLOW_LEVEL_2, "{n_clusters: 250, resampling_steps: 60, sample_size: 2}")
+    killed_root, clean_root = tmp_path / "killed", tmp_path / "clean"
+    env = cli_env(small_config, killed_root, tmp_path / "home1")
+    proc = cli(env)
+    level_1 = killed_root / "clustering/simulated/level_1/fingerprint.json"
+    deadline = time.time() + 300
+    while not level_1.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert level_1.exists(), "level 1 never finished"
+    time.sleep(1.0)  # level 2 is running now
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (killed_root / "curated/simulated/subset.parquet").exists()
+    stamp = (killed_root / "clustering/simulated/level_1/centroids.npy").stat().st_mtime_ns
+    resumed = cli(env)
+    assert resumed.wait(timeout=600) == 0, resumed.stderr.read()[-2000:]
+    assert (killed_root / "clustering/simulated/level_1/centroids.npy").stat().st_mtime_ns == stamp
+    clean = cli(cli_env(small_config, clean_root, tmp_path / "home2"))
+    assert clean.wait(timeout=600) == 0
+    assert digest(killed_root / "curated/simulated/subset.parquet") == digest(clean_root / "curated/simulated/subset.parquet")
+
+
+@pytest.mark.slow
+def test_two_concurrent_runs_of_one_partition_do_not_corrupt_outputs(small_config, tmp_path):
+    root = tmp_path / "shared"
+    runs = [cli(cli_env(small_config, root, tmp_path / f"home{i}")) for i in range(2)]
+    assert [r.wait(timeout=600) for r in runs] == [0, 0], [r.stderr.read()[-1500:] for r in runs]
+    reference = tmp_path / "reference"
+    assert cli(cli_env(small_config, reference, tmp_path / "home3")).wait(timeout=600) == 0
+    for rel in ("curated/simulated/subset.parquet", "clustering/simulated/level_3/assignment.npy"):
+        assert digest(root / rel) == digest(reference / rel)
+    assert not list(root.rglob("*.tmp"))

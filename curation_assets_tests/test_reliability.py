@@ -196,7 +196,8 @@ def test_sigkill_mid_level_resumes_without_recomputing_finished_levels(small_con
     assert (killed_root / "clustering/simulated/level_1/centroids.npy").stat().st_mtime_ns == stamp
     clean = cli(cli_env(small_config, clean_root, tmp_path / "home2"))
     assert clean.wait(timeout=600) == 0
-    assert digest(killed_root / "curated/simulated/subset.parquet") == digest(clean_root / "curated/simulated/subset.parquet")
+    subset = "curated/simulated/subset.parquet"
+    assert digest(killed_root / subset) == digest(clean_root / subset)
 
 
 @pytest.mark.slow

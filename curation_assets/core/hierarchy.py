@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 
 from curation_assets.core._validation import as_float32_matrix, check_finite
-from curation_assets.core.kmeans import Metric, assign, kmeans
+from curation_assets.core.kmeans import Metric, assign, kmeans, normalize_rows
 
 ResampleStrategy = Literal["closest", "random"]
 RESAMPLE_STRATEGIES = ("closest", "random")
@@ -80,6 +80,19 @@ def per_cluster_sample(labels: np.ndarray, distances: np.ndarray, sample_size: i
     return np.sort(order[(starts[nonempty, None] + offsets).ravel()])
 
 
+def _distances_to_own_centroid(X: np.ndarray, centroids: np.ndarray, labels: np.ndarray, metric: Metric,
+                               chunk_rows: int = 65_536) -> np.ndarray:
+    """Squared distance of every row to the centroid of its own cluster, streamed in chunks."""
+    out = np.empty(len(labels), dtype=np.float32)
+    for start in range(0, len(labels), chunk_rows):
+        block = np.asarray(X[start : start + chunk_rows], dtype=np.float32)
+        if metric == "cosine":
+            block = normalize_rows(block)
+        diff = block - centroids[labels[start : start + chunk_rows]]
+        out[start : start + len(block)] = np.einsum("ij,ij->i", diff, diff)
+    return out
+
+
 def _compact(centroids: np.ndarray, labels: np.ndarray, dists: np.ndarray) -> Level:
     """Drop clusters no row is assigned to and renumber the rest densely."""
     used = np.unique(labels)
@@ -91,21 +104,27 @@ def _compact(centroids: np.ndarray, labels: np.ndarray, dists: np.ndarray) -> Le
 
 
 def _split_clusters(X: np.ndarray, labels: np.ndarray, n_clusters: int, spec: LevelSpec,
-                    metric: Metric, rng: np.random.Generator) -> np.ndarray:
-    """Split every cluster into up to ``n_splits`` sub-clusters; returns the sub-centroids."""
+                    metric: Metric, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Split every cluster into up to ``n_splits`` sub-clusters with a small k-means inside it.
+
+    Points keep the sub-cluster they get inside their own cluster (no global re-assignment over
+    all k·s centroids, which would cost as much as a flat k·s k-means). Returns (centroids, labels).
+    """
     order = np.argsort(labels, kind="stable")
     bounds = np.searchsorted(labels[order], np.arange(n_clusters + 1))
-    parts = []
+    parts, new_labels, offset = [], np.empty(len(labels), dtype=np.int64), 0
     for c in range(n_clusters):
-        members = order[bounds[c] : bounds[c + 1]]
+        members = np.sort(order[bounds[c] : bounds[c + 1]])
         if len(members) == 0:
             continue
-        block = np.ascontiguousarray(X[np.sort(members)], dtype=np.float32)
+        block = np.ascontiguousarray(X[members], dtype=np.float32)
         s = min(spec.n_splits, len(members))
         sub = kmeans(block, s, n_iter=spec.n_iter, seed=int(rng.integers(2**31 - 1)), metric=metric,
                      max_points_per_centroid=spec.max_points_per_centroid)
         parts.append(sub.centroids)
-    return np.concatenate(parts, axis=0)
+        new_labels[members] = offset + sub.labels
+        offset += s
+    return np.concatenate(parts, axis=0), new_labels
 
 
 def fit_level(X_t, spec: LevelSpec, *, seed: int = 0, metric: Metric = "l2") -> Level:
@@ -131,8 +150,8 @@ def fit_level(X_t, spec: LevelSpec, *, seed: int = 0, metric: Metric = "l2") -> 
             centroids = sub.centroids
             labels, dists = assign(X_t, centroids, metric)
     if spec.n_splits > 1:
-        centroids = _split_clusters(X_t, labels, spec.n_clusters, spec, metric, rng)
-        labels, dists = assign(X_t, centroids, metric)
+        centroids, labels = _split_clusters(X_t, labels, spec.n_clusters, spec, metric, rng)
+        dists = _distances_to_own_centroid(X_t, centroids, labels, metric)
     return _compact(centroids, labels, dists)
 
 

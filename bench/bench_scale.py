@@ -84,8 +84,10 @@ def run(data: str, engine: str, target_fraction: float = 0.1) -> dict:
     hierarchy_module.kmeans = counter
     times = {}
     t0 = time.perf_counter()
-    h = hierarchical_kmeans(X, PAPER_SHAPED_LEVELS, seed=0,
-                            on_level=lambda t, lv: times.__setitem__(f"level_{t}_s", round(time.perf_counter() - t0, 1)))
+    def mark(t, _level):
+        times[f"level_{t}_s"] = round(time.perf_counter() - t0, 1)
+
+    h = hierarchical_kmeans(X, PAPER_SHAPED_LEVELS, seed=0, on_level=mark)
     t1 = time.perf_counter()
     idx = hierarchical_sampling(h, int(target_fraction * X.shape[0]), seed=0)
     t2 = time.perf_counter()

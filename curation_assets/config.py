@@ -54,6 +54,7 @@ class EmbedderConfig(_Strict):
     batch_size: int = Field(default=64, gt=0)
     image_size: int = Field(default=224, ge=32)
     device: str = "cpu"
+    storage_dtype: Literal["float32", "float16"] = "float32"  # float16 halves the shards' disk and page cache
 
 
 class LevelConfig(_Strict):

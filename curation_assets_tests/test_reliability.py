@@ -89,7 +89,8 @@ def test_nan_embeddings_name_the_row(small_config, data_root):
     pl.DataFrame(text_rows()).write_parquet(raw(data_root, "text") / "docs.parquet")
     msg = failure(small_config, "text", embedder=HashEmbedder(nan_rows=[5]))
     assert "NaN" in msg and "doc-5" in msg
-    assert not (data_root / "embeddings/text/embeddings.npy").exists()
+    assert not (data_root / "embeddings/text/shards").exists()
+    assert not list((data_root / "embeddings/text").glob(".shards-*"))
 
 
 def test_embedding_dimension_change_between_batches(small_config, data_root, monkeypatch):
@@ -131,7 +132,8 @@ def test_configured_path_outside_the_data_root(small_config, data_root):
 
 def test_pickled_npy_is_refused(small_config, data_root):
     curate(small_config, "simulated", selection=["raw_corpus", "embeddings"])
-    np.save(data_root / "embeddings/simulated/embeddings.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    np.save(data_root / "embeddings/simulated/shards/part-00000.npy", np.array([{"a": 1}], dtype=object),
+            allow_pickle=True)
     assert "pickle" in failure(small_config, "simulated", selection=["clustering_level_1"])
 
 
@@ -139,7 +141,7 @@ def test_bad_input_never_replaces_the_previous_good_output(small_config, data_ro
     docs = raw(data_root, "text") / "docs.parquet"
     pl.DataFrame(text_rows()).write_parquet(docs)
     curate(small_config, "text", embedder=HashEmbedder())
-    outputs = [data_root / p for p in ("corpus/text/corpus.parquet", "embeddings/text/embeddings.npy",
+    outputs = [data_root / p for p in ("corpus/text/corpus.parquet", "embeddings/text/shards/part-00000.npy",
                                        "curated/text/subset.parquet")]
     before = [digest(p) for p in outputs]
     pl.DataFrame([{"id": "x", "body": "no text column"}]).write_parquet(docs)

@@ -6,7 +6,7 @@ from dagster import AssetCheckResult, AssetCheckSpec, AssetExecutionContext, Dat
 
 from curation_assets.assets._common import Timer, md, modality_context, to_dagster
 from curation_assets.assets.clustering import configured_levels, level_spec
-from curation_assets.assets.embeddings import pool_embeddings
+from curation_assets.assets.embeddings import open_embeddings, pool_embeddings
 from curation_assets.assets.subset import load_hierarchy
 from curation_assets.config import ModalityConfig
 from curation_assets.evaluation import Task, benchmark, simulated_kl_rows
@@ -16,7 +16,6 @@ from curation_assets.storage import (
     cached,
     fingerprint,
     invalidate,
-    load_npy,
     read_fingerprint,
     save_parquet,
     write_fingerprint,
@@ -32,7 +31,7 @@ def build_task(layout: Layout) -> Task:
     rows = pl.read_parquet(layout.embeddings_dir / "rows.parquet")
     labelled = rows["label"].null_count() == 0
     test = np.flatnonzero((rows["split"] == "test").to_numpy())
-    X_all = load_npy(layout.embeddings_dir / "embeddings.npy")
+    X_all = open_embeddings(layout)
     return Task(
         X_pool=np.ascontiguousarray(X_pool, dtype=np.float32),
         y_pool=pool_rows["label"].to_numpy() if labelled else None,

@@ -4,6 +4,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from curation_assets.storage import ShardedArray
 from curation_assets_tests.assets._helpers import assert_data_checks_pass, check_results, curate
 
 
@@ -62,7 +63,7 @@ def test_fewer_levels_pass_through(small_config, data_root):
 @pytest.mark.slow
 def test_text_partition_with_real_model(small_config, data_root):
     result = curate(small_config, "text")
-    X = np.load(data_root / "embeddings/text/embeddings.npy")
+    X = ShardedArray.open(data_root / "embeddings/text")
     assert X.shape[1] == 384
     subset = pl.read_parquet(data_root / "curated/text/subset.parquet")
     corpus = pl.read_parquet(data_root / "corpus/text/split.parquet")
@@ -73,6 +74,6 @@ def test_text_partition_with_real_model(small_config, data_root):
 @pytest.mark.slow
 def test_image_partition_with_real_model(small_config, data_root):
     result = curate(small_config, "image")
-    assert np.load(data_root / "embeddings/image/embeddings.npy").shape[1] == 1280
+    assert ShardedArray.open(data_root / "embeddings/image").shape[1] == 1280
     assert (data_root / "curated/image/subset.parquet").exists()
     assert_data_checks_pass(result)

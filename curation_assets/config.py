@@ -75,6 +75,7 @@ class SamplingConfig(_Strict):
     fraction: float | None = Field(default=None, gt=0, le=1)
     strategy: Literal["random", "closest"] = "random"
     multiplier: int = Field(default=1, ge=1)
+    alpha: float = Field(default=0.0, ge=0.0, le=1.0)  # budget ∝ size^alpha: 0 = balanced (paper), 1 = proportional
     seed: int = 0
 
     @model_validator(mode="after")

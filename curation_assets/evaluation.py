@@ -17,6 +17,7 @@ import numpy as np
 from curation_assets.core import (
     HierarchicalClustering,
     LevelSpec,
+    balanced_budget,
     hierarchical_kmeans,
     hierarchical_sampling,
     kde_kl_to_uniform,
@@ -25,6 +26,8 @@ from curation_assets.core import (
 )
 
 METHODS = ("random", "kmeans", "hierarchical", "hierarchical_resampled", "full")
+ORACLE = "oracle_balanced"  # uses labels: a reference row, never a curation method
+GAIN_METRICS = ("normalized_entropy", "linear_balanced_accuracy")
 PAPER_2D = {"kmeans_300": 0.340, "2_level_1500_300": 0.132, "3_level_3000_1000_300": 0.081,
             "3_level_resampled": 0.042, "uniform_300_floor": 0.040}
 REPRESENTATION_DIM = 32
@@ -41,11 +44,23 @@ class Task:
     y_test: np.ndarray | None
 
 
+def oracle_balanced(labels: np.ndarray, target: int, seed: int) -> np.ndarray:
+    """Label-stratified sample: classes as equal as their sizes allow (water-filling over labels)."""
+    rng = np.random.default_rng(seed)
+    classes, inverse = np.unique(labels, return_inverse=True)
+    budget = balanced_budget(np.bincount(inverse), target, rng)
+    picks = [rng.choice(np.flatnonzero(inverse == c), size=int(b), replace=False) for c, b in enumerate(budget) if b]
+    return np.sort(np.concatenate(picks))
+
+
 def method_indices(method: str, X: np.ndarray, levels: list[LevelSpec], target: int, seed: int,
-                   metric: str, strategy: str = "random") -> np.ndarray:
-    """Pool row indices a method selects for one seed."""
+                   metric: str, strategy: str = "random", alpha: float = 0.0,
+                   labels: np.ndarray | None = None) -> np.ndarray:
+    """Pool row indices a method selects for one seed (``labels`` only for the oracle reference)."""
     if method == "full":
         return np.arange(len(X))
+    if method == ORACLE:
+        return oracle_balanced(labels, target, seed)
     if method == "random":
         return np.sort(np.random.default_rng(seed).choice(len(X), size=target, replace=False))
     if method == "kmeans":
@@ -57,7 +72,7 @@ def method_indices(method: str, X: np.ndarray, levels: list[LevelSpec], target: 
     else:
         raise ValueError(f"unknown method {method!r}; known: {METHODS}")
     h = hierarchical_kmeans(X, specs, seed=seed, metric=metric)
-    return hierarchical_sampling(h, target, strategy=strategy, seed=seed)
+    return hierarchical_sampling(h, target, strategy=strategy, seed=seed, alpha=alpha)
 
 
 def _probe_scores(X_train, y_train, X_eval, y_eval) -> dict[str, float]:
@@ -131,19 +146,45 @@ def score_subset(task: Task, idx: np.ndarray, tree: HierarchicalClustering) -> d
 
 def benchmark(task: Task, levels: list[LevelSpec], target: int, seeds=(0, 1, 2), metric: str = "l2",
               strategy: str = "random", tree: HierarchicalClustering | None = None,
-              methods=METHODS) -> list[dict]:
-    """Long-form rows (method, metric, value, std) averaged over seeds; ``full`` is scored once."""
+              methods=METHODS, alpha: float = 0.0) -> list[dict]:
+    """Long-form rows (method, metric, value, std) averaged over seeds; ``full`` is scored once.
+
+    With labels, adds the ``oracle_balanced`` reference and, per method, ``gain_share_<metric>`` =
+    (m − m_random) / (m_oracle − m_random): the share of the oracle's gain over random it captures.
+    """
     X = np.ascontiguousarray(task.X_pool, dtype=np.float32)
     tree = tree or hierarchical_kmeans(X, levels, seed=0, metric=metric)
-    rows = []
+    methods = list(methods) + ([ORACLE] if task.y_pool is not None and ORACLE not in methods else [])
+    rows, per_seed = [], {}
     for method in methods:
-        runs = [score_subset(task, method_indices(method, X, levels, target, seed, metric, strategy), tree)
+        runs = [score_subset(task, method_indices(method, X, levels, target, seed, metric, strategy, alpha,
+                                                  task.y_pool), tree)
                 for seed in (seeds[:1] if method == "full" else seeds)]
+        per_seed[method] = runs
         for metric_name in runs[0]:
             values = np.array([r[metric_name] for r in runs])
             rows.append({"method": method, "metric": metric_name, "value": float(values.mean()),
                          "std": float(values.std()), "seeds": len(runs)})
+    if ORACLE in per_seed and "random" in per_seed:
+        rows += gain_share_rows(rows)
     return rows
+
+
+def gain_share_rows(rows: list[dict]) -> list[dict]:
+    """Share of the oracle's gain over random each method captures, for label entropy and probe accuracy."""
+    value = {(r["method"], r["metric"]): r["value"] for r in rows}
+    out = []
+    for metric_name in GAIN_METRICS:
+        if (ORACLE, metric_name) not in value:
+            continue
+        base, oracle = value[("random", metric_name)], value[(ORACLE, metric_name)]
+        for method in dict.fromkeys(r["method"] for r in rows):
+            if method in (ORACLE, "random") or (method, metric_name) not in value:
+                continue
+            share = (value[(method, metric_name)] - base) / (oracle - base) if oracle != base else float("nan")
+            out.append({"method": method, "metric": f"gain_share_{metric_name}", "value": float(share),
+                        "std": 0.0, "seeds": 0})
+    return out
 
 
 def simulated_kl_rows(X: np.ndarray, seeds=(0, 1, 2)) -> list[dict]:

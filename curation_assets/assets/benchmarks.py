@@ -107,7 +107,8 @@ def build_benchmark_asset(partitions):
                 target = cfg.sampling.resolve_target(len(task.X_pool))
                 with Timer() as timer:
                     rows = benchmark(task, specs, target, seeds=seeds, metric=cfg.metric,
-                                     strategy=cfg.sampling.strategy, tree=load_hierarchy(layout, len(specs)))
+                                     strategy=cfg.sampling.strategy, tree=load_hierarchy(layout, len(specs)),
+                                     alpha=cfg.sampling.alpha)
                     if cfg.source.kind == "simulated" and cfg.benchmark.paper_2d_table:
                         rows += simulated_kl_rows(task.X_pool, seeds=seeds)
                 frame = pl.DataFrame(rows, infer_schema_length=None)

@@ -105,7 +105,7 @@ def build_subset_asset(n_level_assets: int, partitions):
                 h = load_hierarchy(layout, n_levels)
                 with Timer() as timer:
                     idx = hierarchical_sampling(h, target, strategy=sampling.strategy, multiplier=sampling.multiplier,
-                                                seed=sampling.seed)
+                                                seed=sampling.seed, alpha=sampling.alpha)
                 frame = subset_frame(h, idx, pool_ids)
                 invalidate(layout.curated_dir)
                 save_parquet(path, frame)

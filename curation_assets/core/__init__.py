@@ -24,11 +24,11 @@ from curation_assets.core.metrics import (
     label_balance,
     normalized_entropy,
 )
-from curation_assets.core.sampling import balanced_budget, hierarchical_sampling
+from curation_assets.core.sampling import balanced_budget, hierarchical_sampling, tempered_budget
 
 __all__ = [
     "HierarchicalClustering", "KMeansResult", "Level", "LevelSpec", "assign", "balanced_budget",
     "cluster_size_stats", "fit_level", "gini", "hierarchical_kmeans", "hierarchical_sampling",
     "kde_kl_to_uniform", "kl_to_uniform", "kmeans", "kmeans_plusplus", "label_balance", "level_seed",
-    "normalized_entropy",
+    "normalized_entropy", "tempered_budget",
 ]

@@ -43,15 +43,42 @@ def balanced_budget(capacities: np.ndarray, budget: int, rng: np.random.Generato
     return alloc
 
 
+def tempered_budget(capacities: np.ndarray, budget: int, alpha: float, rng: np.random.Generator) -> np.ndarray:
+    """Split ``budget`` ∝ capacity^alpha, capped by capacity (alpha=0: :func:`balanced_budget`, 1: proportional).
+
+    Finds the scale λ with Σ min(capacity, ⌊λ·capacity^alpha⌋) ≤ budget by bisection, then hands the
+    leftover slots one each to random clusters that still have room.
+    """
+    if alpha == 0:
+        return balanced_budget(capacities, budget, rng)
+    capacities = np.asarray(capacities, dtype=np.int64)
+    if budget >= capacities.sum():
+        return capacities.copy()
+    weights = np.where(capacities > 0, capacities.astype(np.float64) ** alpha, 0.0)
+    lo, hi = 0.0, float(capacities.max() / weights[weights > 0].min()) + 1.0
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        if np.minimum(capacities, np.floor(mid * weights)).sum() <= budget:
+            lo = mid
+        else:
+            hi = mid
+    alloc = np.minimum(capacities, np.floor(lo * weights)).astype(np.int64)
+    leftover = budget - int(alloc.sum())
+    if leftover:
+        room = np.flatnonzero(alloc < capacities)
+        alloc[rng.choice(room, size=leftover, replace=False)] += 1
+    return alloc
+
+
 def _split_among_children(parent_budget: np.ndarray, parent_of: np.ndarray, capacities: np.ndarray,
-                          rng: np.random.Generator) -> np.ndarray:
+                          rng: np.random.Generator, alpha: float = 0.0) -> np.ndarray:
     """Budgets of the clusters one level down: each parent's budget water-filled over its children."""
     budget = np.zeros(len(parent_of), dtype=np.int64)
     order = np.argsort(parent_of, kind="stable")
     bounds = np.searchsorted(parent_of[order], np.arange(len(parent_budget) + 1))
     for p in np.flatnonzero(parent_budget):
         children = order[bounds[p] : bounds[p + 1]]
-        budget[children] = balanced_budget(capacities[children], int(parent_budget[p]), rng)
+        budget[children] = tempered_budget(capacities[children], int(parent_budget[p]), alpha, rng)
     return budget
 
 
@@ -65,23 +92,26 @@ def _draw(members: np.ndarray, count: int, strategy: SampleStrategy, dist: np.nd
     return np.concatenate([np.tile(members, copies), rng.choice(members, size=rest, replace=False)])
 
 
-def leaf_budgets(h: HierarchicalClustering, target_size: int, multiplier: int,
-                 rng: np.random.Generator) -> np.ndarray:
+def leaf_budgets(h: HierarchicalClustering, target_size: int, multiplier: int, rng: np.random.Generator,
+                 alpha: float = 0.0) -> np.ndarray:
     """Budget of every level-1 cluster after water-filling from the top level down."""
     capacity = {t: multiplier * h.cluster_sizes(t) for t in range(1, h.n_levels + 1)}
-    budget = balanced_budget(capacity[h.n_levels], target_size, rng)
+    budget = tempered_budget(capacity[h.n_levels], target_size, alpha, rng)
     for t in range(h.n_levels - 1, 0, -1):
-        budget = _split_among_children(budget, h.parents(t), capacity[t], rng)
+        budget = _split_among_children(budget, h.parents(t), capacity[t], rng, alpha)
     return budget
 
 
 def hierarchical_sampling(h: HierarchicalClustering, target_size: int, strategy: SampleStrategy = "random",
-                          multiplier: int = 1, seed: int = 0) -> np.ndarray:
+                          multiplier: int = 1, seed: int = 0, alpha: float = 0.0) -> np.ndarray:
     """Draw ``target_size`` rows of X as evenly as possible down the hierarchy.
 
     Returns sorted int64 row indices into X (with ``multiplier`` > 1 a small cluster may
-    contribute up to ``multiplier`` copies of each point, so indices can repeat).
+    contribute up to ``multiplier`` copies of each point, so indices can repeat). ``alpha``
+    tempers the budget between balanced (0, the paper) and proportional to size (1).
     """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     if strategy not in SAMPLE_STRATEGIES:
         raise ValueError(f"strategy must be one of {SAMPLE_STRATEGIES}, got {strategy!r}")
     if multiplier < 1:
@@ -94,7 +124,7 @@ def hierarchical_sampling(h: HierarchicalClustering, target_size: int, strategy:
         raise ValueError(f"target_size={target_size} exceeds the pool of {h.n_points} points "
                          f"× multiplier {multiplier} = {pool}{hint}")
     rng = np.random.default_rng(seed)
-    budget = leaf_budgets(h, target_size, multiplier, rng)
+    budget = leaf_budgets(h, target_size, multiplier, rng, alpha)
     labels = h.labels(1)
     order = np.argsort(labels, kind="stable")
     bounds = np.searchsorted(labels[order], np.arange(len(budget) + 1))

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from curation_assets.core import HierarchicalClustering, Level, balanced_budget, hierarchical_sampling
+from curation_assets.core import HierarchicalClustering, Level, balanced_budget, hierarchical_sampling, tempered_budget
 
 
 def level(assignment, n_clusters, d=2):
@@ -123,3 +123,22 @@ def test_sampling_rejects_bad_arguments(kwargs, message):
 def test_target_equal_to_pool_takes_everything():
     h = tree_from_sizes([3, 7])
     np.testing.assert_array_equal(hierarchical_sampling(h, 10), np.arange(10))
+
+
+def test_tempered_budget_interpolates_between_balanced_and_proportional():
+    caps = np.array([400, 100, 25, 1])
+    rng = np.random.default_rng(0)
+    np.testing.assert_array_equal(tempered_budget(caps, 100, 0.0, rng), balanced_budget(caps, 100, rng))
+    prop = tempered_budget(caps, 105, 1.0, rng)
+    assert prop.sum() == 105 and (np.abs(prop - caps * 105 / caps.sum()) <= 1).all()
+    half = tempered_budget(caps, 100, 0.5, rng)
+    assert half.sum() == 100 and half[0] > half[1] > half[2] >= half[3]
+    assert (half <= caps).all()
+
+
+def test_alpha_one_sampling_is_proportional_to_cluster_size():
+    h = tree_from_sizes([600, 300, 100])
+    counts = per_leaf(h, hierarchical_sampling(h, 100, seed=0, alpha=1.0))
+    np.testing.assert_array_equal(counts, [60, 30, 10])
+    with pytest.raises(ValueError, match="alpha"):
+        hierarchical_sampling(h, 10, alpha=1.5)

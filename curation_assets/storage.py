@@ -5,6 +5,7 @@ Layout under ``CURATION_DATA_DIR`` (default ``data/``)::
     raw/<modality>/                 files a user drops in
     corpus/<modality>/corpus.parquet
     embeddings/<modality>/shards/part-*.npy (float32 or float16 memmaps) + rows.parquet
+    deduplicated/<modality>/kept.parquet + removed.parquet
     clustering/<modality>/level_<t>/centroids.npy, assignment.npy, distances.npy
     curated/<modality>/subset.parquet
     benchmarks/<modality>.parquet
@@ -66,6 +67,10 @@ class Layout:
 
     def level_dir(self, t: int) -> Path:
         return self.root / "clustering" / self.modality / f"level_{t}"
+
+    @property
+    def dedup_dir(self) -> Path:
+        return self.root / "deduplicated" / self.modality
 
     @property
     def curated_dir(self) -> Path:

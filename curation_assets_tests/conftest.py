@@ -10,6 +10,7 @@ modalities:
   simulated:
     source: {kind: simulated}
     embedder: {kind: none}
+    dedup: {enabled: false}
     levels:
       - {n_clusters: 300, resampling_steps: 3, sample_size: 2}
       - {n_clusters: 100, resampling_steps: 3, sample_size: 2}

@@ -9,7 +9,7 @@ def test_definitions_load_with_every_asset_check_job_sensor_and_schedule():
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     n = 3
-    assert keys == {"raw_corpus", "embeddings", "balanced_subset", "benchmark_scores",
+    assert keys == {"raw_corpus", "embeddings", "deduplicated", "balanced_subset", "benchmark_scores",
                     *(f"clustering_level_{t}" for t in range(1, n + 1))}
     checks = {c.name for c in graph.asset_check_keys}
     assert {"embeddings_finite_and_expected_dim", "subset_size_and_ids", "subset_more_balanced_than_pool",

@@ -131,7 +131,7 @@ def test_configured_path_outside_the_data_root(small_config, data_root):
 
 
 def test_pickled_npy_is_refused(small_config, data_root):
-    curate(small_config, "simulated", selection=["raw_corpus", "embeddings"])
+    curate(small_config, "simulated", selection=["raw_corpus", "embeddings", "deduplicated"])
     np.save(data_root / "embeddings/simulated/shards/part-00000.npy", np.array([{"a": 1}], dtype=object),
             allow_pickle=True)
     assert "pickle" in failure(small_config, "simulated", selection=["clustering_level_1"])

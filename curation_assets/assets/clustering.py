@@ -70,7 +70,7 @@ def load_level(layout: Layout, t: int) -> Level:
 
 
 def _upstream(layout: Layout, t: int) -> str:
-    directory = layout.embeddings_dir if t == 1 else layout.level_dir(t - 1)
+    directory = layout.dedup_dir if t == 1 else layout.level_dir(t - 1)
     record = read_fingerprint(directory)
     if record is None:
         raise FileNotFoundError(f"{directory} has not been materialized: run the level below first")
@@ -114,9 +114,9 @@ def build_level_asset(t: int, n_assets: int, partitions) -> AssetsDefinition:
         group_name="cluster",
         kinds={"faiss", "numpy"},
         code_version=CODE_VERSION,
-        deps=["embeddings" if t == 1 else f"clustering_level_{t - 1}"],
+        deps=["deduplicated" if t == 1 else f"clustering_level_{t - 1}"],
         description=f"Level {t} of {n_assets} of the hierarchical k-means with resampling: clusters "
-                    + ("the pool embeddings" if t == 1 else f"the centroids of level {t - 1}")
+                    + ("the deduplicated pool embeddings" if t == 1 else f"the centroids of level {t - 1}")
                     + ". Writes centroids.npy, assignment.npy (input row → cluster), distances.npy, sizes.npy.",
         check_specs=[AssetCheckSpec(f"no_empty_cluster_level_{t}", asset=name)],
     )

@@ -31,11 +31,15 @@ def open_embeddings(layout: Layout) -> ShardedArray:
     return ShardedArray.open(layout.embeddings_dir)
 
 
-def pool_embeddings(layout: Layout) -> tuple[ShardedArray, pl.DataFrame]:
-    """The embeddings of the pool rows (test rows excluded, nothing copied) and their row table."""
+def pool_embeddings(layout: Layout, deduplicated: bool = True) -> tuple[ShardedArray, pl.DataFrame]:
+    """The embeddings of the pool rows (test rows and removed duplicates excluded, nothing copied)."""
     rows = pl.read_parquet(layout.embeddings_dir / "rows.parquet")
     X = open_embeddings(layout)
-    pool = np.flatnonzero((rows["split"] == "pool").to_numpy())
+    mask = rows["split"] == "pool"
+    kept = layout.dedup_dir / "kept.parquet"
+    if deduplicated and kept.is_file():
+        mask = mask & rows["id"].is_in(pl.read_parquet(kept)["id"].implode())
+    pool = np.flatnonzero(mask.to_numpy())
     if len(pool) == len(rows):
         return X, rows
     return X.subset(pool), rows[pool]

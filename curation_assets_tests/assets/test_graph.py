@@ -39,14 +39,14 @@ def test_rerun_is_reused_and_byte_identical_and_seed_changes_it(small_config, da
     assert sha(path) == first
     assert level_1.stat().st_mtime_ns == mtime  # not recomputed
     mats = {e.asset_key.to_user_string(): e for e in result.get_asset_materialization_events()}
-    assert len(mats) == 7
+    assert len(mats) == 8
     curate(small_config, "simulated", selection=["balanced_subset"],
            run_config={"ops": {"balanced_subset": {"config": {"seed": 1}}}})
     assert sha(path) != first
 
 
 def test_launchpad_override_of_a_level(small_config, data_root):
-    curate(small_config, "simulated", selection=["raw_corpus", "embeddings", "clustering_level_1"],
+    curate(small_config, "simulated", selection=["raw_corpus", "embeddings", "deduplicated", "clustering_level_1"],
            run_config={"ops": {"clustering_level_1": {"config": {"n_clusters": 200}}}})
     assert np.load(data_root / "clustering/simulated/level_1/centroids.npy").shape == (200, 2)
 

@@ -3,7 +3,7 @@
 Exact duplicates are found by hashing content (text after Unicode NFKC + casefold + whitespace
 folding, or raw bytes). Near duplicates are pairs with cosine similarity ≥ threshold, found with
 faiss range search: over the whole pool when it is small, else inside k-means buckets (SemDeDup's
-blocking, so there is no n² step; pairs split across two buckets are missed). Groups are the
+blocking, so there is no n² step; every row probes its 3 nearest buckets). Groups are the
 connected components of the pair graph; each keeps its member with the smallest id, so the result
 does not depend on the order of the rows.
 """
@@ -21,10 +21,11 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from curation_assets.core._validation import as_float32_matrix, check_finite
-from curation_assets.core.kmeans import kmeans, normalize_rows
+from curation_assets.core.kmeans import NearestCentroid, kmeans, normalize_rows
 
 EXACT_SEARCH_MAX_ROWS = 50_000
 ROWS_PER_BUCKET = 2_000
+NPROBE = 3
 
 
 @dataclass(frozen=True)
@@ -68,29 +69,52 @@ def _range_pairs(X: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarra
 
 
 def near_duplicate_pairs(X: np.ndarray, threshold: float, *, block_clusters: int | None = None,
-                         seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs (i, j) of rows with cosine ≥ threshold; blocked by k-means buckets for large inputs."""
+                         seed: int = 0, nprobe: int = NPROBE) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (i < j) of rows with cosine ≥ threshold.
+
+    Exact range search for small inputs; above ``EXACT_SEARCH_MAX_ROWS`` (or with ``block_clusters``)
+    an inverted file: k-means++-seeded buckets (~2000 rows each), every row stored in its nearest
+    bucket and searched (exact, BLAS) in its ``nprobe`` nearest ones, so a pair split by a bucket
+    border is still found when both rows lie near it.
+    """
     X = normalize_rows(np.asarray(X, dtype=np.float32))
-    n = len(X)
+    n, d = X.shape
     if block_clusters is None:
         block_clusters = 1 if n <= EXACT_SEARCH_MAX_ROWS else max(2, n // ROWS_PER_BUCKET)
     if block_clusters <= 1:
         i, j, _ = _range_pairs(X, threshold)
         return i, j
-    buckets = kmeans(X, block_clusters, n_iter=10, seed=seed, metric="cosine").labels
-    order = np.argsort(buckets, kind="stable")
-    bounds = np.searchsorted(buckets[order], np.arange(block_clusters + 1))
+    centroids = kmeans(X, block_clusters, n_iter=10, seed=seed, metric="cosine").centroids
+    home = NearestCentroid(centroids, "cosine").search(X)[0]  # each row is stored in its nearest bucket
+    probes = min(nprobe, block_clusters)
+    _, visit = faiss.knn(X, centroids, probes, metric=faiss.METRIC_INNER_PRODUCT)  # and searches `probes`
+    members = _group(home, block_clusters)
+    visitors = _group(visit.ravel(), block_clusters, np.repeat(np.arange(n), probes))
     pairs_i, pairs_j = [], []
     for b in range(block_clusters):
-        members = order[bounds[b] : bounds[b + 1]]
-        if len(members) < 2:
+        if len(members[b]) == 0 or len(visitors[b]) == 0:
             continue
-        i, j, _ = _range_pairs(np.ascontiguousarray(X[members]), threshold)
-        pairs_i.append(members[i])
-        pairs_j.append(members[j])
+        index = faiss.IndexFlatIP(d)
+        index.add(np.ascontiguousarray(X[members[b]]))
+        q = visitors[b]
+        lims, _, Ind = index.range_search(np.ascontiguousarray(X[q]), float(threshold) - 1e-6)
+        rows = q[np.repeat(np.arange(len(q)), np.diff(lims).astype(np.int64))]
+        cols = members[b][Ind]
+        keep = rows < cols
+        pairs_i.append(rows[keep])
+        pairs_j.append(cols[keep])
     if not pairs_i:
         return np.empty(0, np.int64), np.empty(0, np.int64)
-    return np.concatenate(pairs_i), np.concatenate(pairs_j)
+    pairs = np.unique(np.stack([np.concatenate(pairs_i), np.concatenate(pairs_j)], axis=1), axis=0)
+    return pairs[:, 0], pairs[:, 1]
+
+
+def _group(keys: np.ndarray, n_groups: int, values: np.ndarray | None = None) -> list[np.ndarray]:
+    """values (default: positions) grouped by key, as a list indexed by key."""
+    values = np.arange(len(keys)) if values is None else values
+    order = np.argsort(keys, kind="stable")
+    bounds = np.searchsorted(keys[order], np.arange(n_groups + 1))
+    return [values[order[bounds[g] : bounds[g + 1]]] for g in range(n_groups)]
 
 
 def deduplicate(X, ids: Sequence[str], threshold: float, content_keys: Sequence[bytes | str] | None = None, *,

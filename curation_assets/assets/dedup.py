@@ -17,7 +17,7 @@ from dagster import AssetExecutionContext, DataVersion, MaterializeResult, asset
 
 from curation_assets.assets._common import Timer, md, modality_context, to_dagster
 from curation_assets.assets.embeddings import pool_embeddings
-from curation_assets.core.duplicates import deduplicate
+from curation_assets.core.dedup import deduplicate
 from curation_assets.plots import markdown_table
 from curation_assets.storage import (
     Layout,

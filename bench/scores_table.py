@@ -18,7 +18,8 @@ KEY_METRICS = ("normalized_entropy", "kl_to_uniform", "coverage", "rare_half_sha
 
 
 def table(frame: pl.DataFrame) -> str:
-    frame = frame.filter(pl.col("metric").is_in(KEY_METRICS) | pl.col("metric").str.starts_with("cluster_entropy"))
+    frame = frame.filter(pl.col("metric").is_in(KEY_METRICS) | pl.col("metric").str.starts_with("cluster_entropy")
+                         | pl.col("metric").str.starts_with("gain_share"))
     methods = list(dict.fromkeys(frame["method"]))
     metrics = list(dict.fromkeys(frame["metric"]))
     cell = {(r["method"], r["metric"]): f"{r['value']:.3f} ± {r['std']:.3f}" for r in frame.to_dicts()}

@@ -294,7 +294,8 @@ def confirm(study: Study, seeds: tuple[int, ...], top: int = 3) -> tuple[str, st
     for k in sorted(picks, key=lambda k: -min(conf[k])):
         gh, ga = conf[k]
         ok = "✓" if gh >= 0.5 and ga >= 0.5 else ("✗ <rand" if gh < 0 or ga < 0 else "")
-        lines.append(f"| {k} | {g[k][0]:.2f} | {gh:.2f} | {g[k][1]:.2f} | {ga:.2f} | {fmt(big.results[k]['acc'])} | {ok} |")
+        acc = fmt(big.results[k]["acc"])
+        lines.append(f"| {k} | {g[k][0]:.2f} | {gh:.2f} | {g[k][1]:.2f} | {ga:.2f} | {acc} | {ok} |")
     for b in ("random", "oracle_balanced (uses labels)"):
         lines.append(f"| {b} | | | | | {fmt(big.results[b]['acc'])} | |")
     rec = max(picks, key=lambda k: min(conf[k]))
@@ -302,7 +303,7 @@ def confirm(study: Study, seeds: tuple[int, ...], top: int = 3) -> tuple[str, st
     yaml = [f"metric: {cfg.tree.metric}", "levels:"]
     yaml += [f"  - {{n_clusters: {s.n_clusters}, resampling_steps: {s.resampling_steps}, sample_size: {s.sample_size}}}"
              f"  # k = n/{div} of this {len(study.X)}-row pool"
-             for s, div in zip(cfg.tree.specs(len(study.X)), cfg.tree.divisors)]
+             for s, div in zip(cfg.tree.specs(len(study.X)), cfg.tree.divisors, strict=True)]
     yaml.append(f"sampling: {{fraction: 0.2, strategy: {cfg.strategy}, alpha: {cfg.alpha:g}, seed: 0}}")
     lines += ["", f"recommended (highest confirmed min(H gain, probe gain)): **{rec}**: H gain {conf[rec][0]:.2f}, "
               f"probe gain {conf[rec][1]:.2f}", "", "```yaml", *yaml, "```"]

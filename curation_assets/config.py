@@ -144,13 +144,18 @@ class CurationConfig(_Strict):
 AUTO_LEVELS = 3
 AUTO_FIRST_CLUSTER_SIZE = 20
 AUTO_LEVEL_RATIO = 4
+AUTO_RESAMPLING_STEPS = 0
 
 
 def auto_levels(pool_size: int) -> list[LevelConfig]:
-    """Default hierarchy for a pool of n points: k_1 ≈ n/20, then ÷4 per level, up to 3 levels."""
+    """Default hierarchy for a pool of n points: k_1 ≈ n/20, then ÷4 per level, up to 3 levels.
+
+    Without resampling: on the three labelled demo corpora (bench/tune_quality.py, 6 seeds) ten
+    resampling steps per level lowered the linear probe below random on pools of a few thousand.
+    """
     levels, k = [], max(2, pool_size // AUTO_FIRST_CLUSTER_SIZE)
     while len(levels) < AUTO_LEVELS and k >= 2:
-        levels.append(LevelConfig(n_clusters=k))
+        levels.append(LevelConfig(n_clusters=k, resampling_steps=AUTO_RESAMPLING_STEPS))
         k //= AUTO_LEVEL_RATIO
     return levels or [LevelConfig(n_clusters=1)]
 

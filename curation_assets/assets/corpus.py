@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
-from dagster import AssetExecutionContext, MaterializeResult, asset
+from dagster import AssetExecutionContext, DataVersion, MaterializeResult, asset
 
 from curation_assets.assets._common import Timer, md, modality_context, to_dagster
 from curation_assets.config import ModalityConfig
@@ -171,15 +171,9 @@ def build_corpus_asset(partitions):
                 record = {"metadata": metadata}
             else:
                 context.log.info(f"{modality}: corpus unchanged (fingerprint {fp}), reusing it")
-        return MaterializeResult(metadata=to_dagster(record["metadata"]), data_version=_version(fp))
+        return MaterializeResult(metadata=to_dagster(record["metadata"]), data_version=DataVersion(fp))
 
     return raw_corpus
-
-
-def _version(fp: str):
-    from dagster import DataVersion
-
-    return DataVersion(fp)
 
 
 def _metadata(split: pl.DataFrame, kind: str, reader: str, skipped: dict, seconds: float,

@@ -9,7 +9,7 @@ from pathlib import Path
 from dagster import AssetExecutionContext, MetadataValue
 
 from curation_assets.config import CurationConfig, ModalityConfig, config_path, load_config
-from curation_assets.storage import Layout
+from curation_assets.storage import Layout, cached, write_fingerprint
 
 
 @functools.lru_cache(maxsize=4)
@@ -59,3 +59,15 @@ class Timer:
 
     def __exit__(self, *exc):
         self.seconds = round(time.perf_counter() - self.start, 3)
+
+
+def reuse_or_compute(context: AssetExecutionContext, directory: Path, fp: str, compute) -> dict:
+    """The stored metadata of ``directory`` when it is up to date for fingerprint ``fp``; otherwise run
+    ``compute()`` (which writes the files and returns the metadata) and record the fingerprint last."""
+    record = cached(directory, fp)
+    if record is not None:
+        context.log.info(f"{directory}: up to date (fingerprint {fp}), reusing it")
+        return record["metadata"]
+    metadata = compute()
+    write_fingerprint(directory, fp, metadata)
+    return metadata

@@ -4,7 +4,7 @@ import numpy as np
 import polars as pl
 from dagster import AssetCheckResult, AssetCheckSpec, AssetExecutionContext, DataVersion, MaterializeResult, asset
 
-from curation_assets.assets._common import Timer, md, modality_context, to_dagster
+from curation_assets.assets._common import Timer, md, modality_context, reuse_or_compute, to_dagster
 from curation_assets.assets.clustering import configured_levels, level_spec
 from curation_assets.assets.embeddings import open_embeddings, pool_embeddings
 from curation_assets.assets.subset import load_hierarchy
@@ -13,12 +13,10 @@ from curation_assets.evaluation import Task, benchmark, simulated_kl_rows
 from curation_assets.plots import markdown_table, method_bars_md
 from curation_assets.storage import (
     Layout,
-    cached,
     fingerprint,
     invalidate,
     read_fingerprint,
     save_parquet,
-    write_fingerprint,
 )
 
 CODE_VERSION = "benchmarks-1"
@@ -100,8 +98,8 @@ def build_benchmark_asset(partitions):
         fp = fingerprint(CODE_VERSION, subset_fp, cfg.benchmark.model_dump())
         directory = layout.benchmark_file.parent / f".{modality}"
         with layout.lock():
-            record = cached(directory, fp)
-            if record is None:
+
+            def compute() -> dict:
                 task = build_task(layout)
                 specs = resolved_specs(cfg, len(task.X_pool))
                 target = cfg.sampling.resolve_target(len(task.X_pool))
@@ -121,12 +119,10 @@ def build_benchmark_asset(partitions):
                             "scores": md(markdown_scores(rows)),
                             "chart": md(method_bars_md(_pivot(rows, plot_metrics), f"{modality}: curated vs "
                                                        "baselines (mean ± std over seeds)"))}
-                write_fingerprint(directory, fp, {**metadata, "check_rows": rows})
-                record = {"metadata": {**metadata, "check_rows": rows}}
-            else:
-                context.log.info(f"{modality}: benchmark up to date (fingerprint {fp}), reusing it")
-        meta = dict(record["metadata"])
-        check = balance_check(meta.pop("check_rows"))
-        return MaterializeResult(metadata=to_dagster(meta), data_version=DataVersion(fp), check_results=[check])
+                return {**metadata, "check_rows": rows}
+
+            metadata = reuse_or_compute(context, directory, fp, compute)
+        check = balance_check(metadata.pop("check_rows"))
+        return MaterializeResult(metadata=to_dagster(metadata), data_version=DataVersion(fp), check_results=[check])
 
     return benchmark_scores

@@ -18,20 +18,18 @@ from dagster import (
     asset,
 )
 
-from curation_assets.assets._common import Timer, md, modality_context, to_dagster
+from curation_assets.assets._common import Timer, md, modality_context, reuse_or_compute, to_dagster
 from curation_assets.assets.embeddings import pool_embeddings
 from curation_assets.config import LevelConfig, ModalityConfig, auto_levels, resolved_sample_size
 from curation_assets.core import Level, LevelSpec, cluster_size_stats, fit_level, level_seed
 from curation_assets.plots import size_histogram_md
 from curation_assets.storage import (
     Layout,
-    cached,
     fingerprint,
     invalidate,
     load_npy,
     read_fingerprint,
     save_npy,
-    write_fingerprint,
 )
 
 CODE_VERSION = "clustering-1"
@@ -125,12 +123,10 @@ def build_level_asset(t: int, n_assets: int, partitions) -> AssetsDefinition:
         directory = layout.level_dir(t)
         with layout.lock():
             fp, work, n_levels = _fit(context, t, cfg, layout, config, _upstream(layout, t))
-            record = cached(directory, fp)
-            if record is None and work is None:
-                record = {"metadata": {"used": False, "level": t,
-                                       "note": f"{modality} uses fewer levels: pass-through"}}
-                write_fingerprint(directory, fp, record["metadata"])
-            elif record is None:
+
+            def compute() -> dict:
+                if work is None:
+                    return {"used": False, "level": t, "note": f"{modality} uses fewer levels: pass-through"}
                 X_t, spec, seed = work
                 with Timer() as timer:
                     level = fit_level(X_t, spec, seed=seed, metric=cfg.metric)
@@ -138,12 +134,9 @@ def build_level_asset(t: int, n_assets: int, partitions) -> AssetsDefinition:
                 for fname, arr in (("centroids", level.centroids), ("assignment", level.assignment),
                                    ("distances", level.distances)):
                     save_npy(directory / f"{fname}.npy", arr)
-                metadata = _level_metadata(layout, t, level, spec, n_levels, timer.seconds)
-                write_fingerprint(directory, fp, metadata)
-                record = {"metadata": metadata}
-            else:
-                context.log.info(f"{modality} level {t}: up to date (fingerprint {fp}), reusing it")
-        meta = record["metadata"]
+                return _level_metadata(layout, t, level, spec, n_levels, timer.seconds)
+
+            meta = reuse_or_compute(context, directory, fp, compute)
         check = AssetCheckResult(check_name=f"no_empty_cluster_level_{t}",
                                  passed=(not meta["used"]) or meta["empty_clusters"] == 0,
                                  metadata={"empty_clusters": meta.get("empty_clusters", 0)})

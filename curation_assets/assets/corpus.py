@@ -8,10 +8,10 @@ import polars as pl
 import pyarrow.parquet as pq
 from dagster import AssetExecutionContext, DataVersion, MaterializeResult, asset
 
-from curation_assets.assets._common import Timer, md, modality_context, to_dagster
+from curation_assets.assets._common import Timer, md, modality_context, reuse_or_compute, to_dagster
 from curation_assets.config import ModalityConfig
 from curation_assets.plots import markdown_table, share_bars_md
-from curation_assets.storage import Layout, cached, fingerprint, invalidate, save_parquet, write_fingerprint
+from curation_assets.storage import Layout, fingerprint, invalidate, save_parquet
 
 CODE_VERSION = "corpus-1"
 CONTENT_COLUMN = {"text": "text", "image": "image", "satellite": "image", "simulated": "xy"}
@@ -142,8 +142,8 @@ def build_corpus_asset(partitions):
         with layout.lock():
             kind, signature = resolve_source(modality, cfg, layout)
             fp = fingerprint(CODE_VERSION, kind, reader, cfg.source.model_dump(), cfg.seed, signature)
-            record = cached(layout.corpus_dir, fp)
-            if record is None:
+
+            def compute() -> dict:
                 with Timer() as timer:
                     batches, skipped = _batches(modality, kind, reader, cfg, layout)
                     path = layout.corpus_dir / "corpus.parquet"
@@ -167,11 +167,10 @@ def build_corpus_asset(partitions):
                     save_parquet(layout.corpus_dir / "split.parquet", split)
                 metadata = _metadata(split, kind, reader, dict(skipped), timer.seconds,
                                      pl.read_parquet(path, n_rows=5))
-                write_fingerprint(layout.corpus_dir, fp, metadata)
-                record = {"metadata": metadata}
-            else:
-                context.log.info(f"{modality}: corpus unchanged (fingerprint {fp}), reusing it")
-        return MaterializeResult(metadata=to_dagster(record["metadata"]), data_version=DataVersion(fp))
+                return metadata
+
+            metadata = reuse_or_compute(context, layout.corpus_dir, fp, compute)
+        return MaterializeResult(metadata=to_dagster(metadata), data_version=DataVersion(fp))
 
     return raw_corpus
 

@@ -15,18 +15,16 @@ import polars as pl
 import pyarrow.parquet as pq
 from dagster import AssetExecutionContext, DataVersion, MaterializeResult, asset
 
-from curation_assets.assets._common import Timer, md, modality_context, to_dagster
+from curation_assets.assets._common import Timer, md, modality_context, reuse_or_compute, to_dagster
 from curation_assets.assets.embeddings import pool_embeddings
 from curation_assets.core.dedup import deduplicate
 from curation_assets.plots import markdown_table
 from curation_assets.storage import (
     Layout,
-    cached,
     fingerprint,
     invalidate,
     read_fingerprint,
     save_parquet,
-    write_fingerprint,
 )
 
 CODE_VERSION = "dedup-1"
@@ -86,8 +84,8 @@ def build_dedup_asset(partitions):
             dd = cfg.dedup
             threshold = dd.resolved_threshold(cfg.embedder.kind)
             fp = fingerprint(CODE_VERSION, upstream, dd.model_dump(), threshold, cfg.seed)
-            record = cached(layout.dedup_dir, fp)
-            if record is None:
+
+            def compute() -> dict:
                 X, rows = pool_embeddings(layout, deduplicated=False)
                 ids = rows["id"]
                 with Timer() as timer:
@@ -119,10 +117,9 @@ def build_dedup_asset(partitions):
                     "removed_by_rule": {d["rule"]: d["count"] for d in by_rule}, "seconds": timer.seconds,
                     "examples": md(markdown_table(examples, max_chars=4000)) if examples else "none",
                 }
-                write_fingerprint(layout.dedup_dir, fp, metadata)
-                record = {"metadata": metadata}
-            else:
-                context.log.info(f"{modality}: deduplication up to date (fingerprint {fp}), reusing it")
-        return MaterializeResult(metadata=to_dagster(record["metadata"]), data_version=DataVersion(fp))
+                return metadata
+
+            metadata = reuse_or_compute(context, layout.dedup_dir, fp, compute)
+        return MaterializeResult(metadata=to_dagster(metadata), data_version=DataVersion(fp))
 
     return deduplicated

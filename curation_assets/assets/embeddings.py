@@ -5,19 +5,17 @@ import polars as pl
 import pyarrow.parquet as pq
 from dagster import AssetCheckResult, AssetCheckSpec, AssetExecutionContext, DataVersion, MaterializeResult, asset
 
-from curation_assets.assets._common import Timer, md, modality_context, to_dagster
+from curation_assets.assets._common import Timer, md, modality_context, reuse_or_compute, to_dagster
 from curation_assets.plots import markdown_table
 from curation_assets.resources.embedders import EmbedderResource
 from curation_assets.storage import (
     Layout,
     ShardedArray,
     ShardWriter,
-    cached,
     fingerprint,
     invalidate,
     read_fingerprint,
     save_parquet,
-    write_fingerprint,
 )
 
 CODE_VERSION = "embeddings-1"
@@ -92,8 +90,8 @@ def build_embeddings_asset(partitions):
             if corpus_fp is None:
                 raise FileNotFoundError(f"{corpus_path} has not been materialized: run raw_corpus first")
             fp = fingerprint(CODE_VERSION, corpus_fp, cfg.embedder.model_dump(), embedder.device, embedder.batch_size)
-            record = cached(layout.embeddings_dir, fp)
-            if record is None:
+
+            def compute() -> dict:
                 split = pl.read_parquet(layout.corpus_dir / "split.parquet")
                 writer = ShardWriter(layout.embeddings_dir, dtype=cfg.embedder.storage_dtype)
                 try:
@@ -125,11 +123,10 @@ def build_embeddings_asset(partitions):
                     "items_per_second": round(writer.rows / max(timer.seconds, 1e-9), 1),
                     "path": str(shards),
                 }
-                write_fingerprint(layout.embeddings_dir, fp, metadata)
-                record = {"metadata": metadata}
-            else:
-                context.log.info(f"{modality}: embeddings up to date (fingerprint {fp}), reusing them")
-        return MaterializeResult(metadata=to_dagster(record["metadata"]), data_version=DataVersion(fp),
+                return metadata
+
+            metadata = reuse_or_compute(context, layout.embeddings_dir, fp, compute)
+        return MaterializeResult(metadata=to_dagster(metadata), data_version=DataVersion(fp),
                                  check_results=[_check(layout, cfg)])
 
     return embeddings

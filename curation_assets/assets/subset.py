@@ -12,7 +12,7 @@ from dagster import (
     asset,
 )
 
-from curation_assets.assets._common import Timer, md, modality_context, to_dagster
+from curation_assets.assets._common import Timer, md, modality_context, reuse_or_compute, to_dagster
 from curation_assets.assets.clustering import configured_levels, load_level
 from curation_assets.assets.embeddings import pool_embeddings
 from curation_assets.config import ModalityConfig, SamplingConfig
@@ -20,12 +20,10 @@ from curation_assets.core import HierarchicalClustering, hierarchical_sampling, 
 from curation_assets.plots import markdown_table, scatter_md, share_bars_md
 from curation_assets.storage import (
     Layout,
-    cached,
     fingerprint,
     invalidate,
     read_fingerprint,
     save_parquet,
-    write_fingerprint,
 )
 
 CODE_VERSION = "subset-1"
@@ -100,8 +98,8 @@ def build_subset_asset(n_level_assets: int, partitions):
             if None in level_fps:
                 raise FileNotFoundError(f"{modality}: level {level_fps.index(None) + 1} is not materialized yet")
             fp = fingerprint(CODE_VERSION, level_fps, sampling.model_dump(), target)
-            record = cached(layout.curated_dir, fp)
-            if record is None:
+
+            def compute() -> dict:
                 h = load_hierarchy(layout, n_levels)
                 with Timer() as timer:
                     idx = hierarchical_sampling(h, target, strategy=sampling.strategy, multiplier=sampling.multiplier,
@@ -124,12 +122,11 @@ def build_subset_asset(n_level_assets: int, partitions):
                 if X_pool.shape[1] == 2:  # the simulated modality: show the draw itself
                     metadata["subset_scatter"] = md(scatter_md(np.asarray(X_pool), np.asarray(X_pool)[idx],
                                                                "pool (grey) and subset (blue)"))
-                write_fingerprint(layout.curated_dir, fp, metadata)
-                record = {"metadata": metadata}
-            else:
-                context.log.info(f"{modality}: subset up to date (fingerprint {fp}), reusing it")
-            checks = _checks(layout, record["metadata"], target, sampling.multiplier)
-        return MaterializeResult(metadata=to_dagster(record["metadata"]), data_version=DataVersion(fp),
+                return metadata
+
+            metadata = reuse_or_compute(context, layout.curated_dir, fp, compute)
+            checks = _checks(layout, metadata, target, sampling.multiplier)
+        return MaterializeResult(metadata=to_dagster(metadata), data_version=DataVersion(fp),
                                  check_results=checks)
 
     return balanced_subset

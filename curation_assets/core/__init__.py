@@ -15,7 +15,7 @@ from curation_assets.core.hierarchy import (
     hierarchical_kmeans,
     level_seed,
 )
-from curation_assets.core.kmeans import KMeansResult, assign, kmeans, kmeans_plusplus
+from curation_assets.core.kmeans import Assigner, KMeansResult, assign, kmeans, kmeans_plusplus
 from curation_assets.core.metrics import (
     cluster_size_stats,
     gini,
@@ -27,7 +27,7 @@ from curation_assets.core.metrics import (
 from curation_assets.core.sampling import balanced_budget, hierarchical_sampling, tempered_budget
 
 __all__ = [
-    "HierarchicalClustering", "KMeansResult", "Level", "LevelSpec", "assign", "balanced_budget",
+    "Assigner", "HierarchicalClustering", "KMeansResult", "Level", "LevelSpec", "assign", "balanced_budget",
     "cluster_size_stats", "fit_level", "gini", "hierarchical_kmeans", "hierarchical_sampling",
     "kde_kl_to_uniform", "kl_to_uniform", "kmeans", "kmeans_plusplus", "label_balance", "level_seed",
     "normalized_entropy", "tempered_budget",

@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 
 from curation_assets.core._validation import as_float32_matrix, check_finite
-from curation_assets.core.kmeans import Metric, assign, kmeans, normalize_rows
+from curation_assets.core.kmeans import Assigner, Metric, assign, kmeans, normalize_rows
 
 ResampleStrategy = Literal["closest", "random"]
 RESAMPLE_STRATEGIES = ("closest", "random")
@@ -127,8 +127,14 @@ def _split_clusters(X: np.ndarray, labels: np.ndarray, n_clusters: int, spec: Le
     return np.concatenate(parts, axis=0), new_labels
 
 
-def fit_level(X_t, spec: LevelSpec, *, seed: int = 0, metric: Metric = "l2") -> Level:
-    """Fit one level on its input X_t (points for level 1, previous centroids above)."""
+def fit_level(X_t, spec: LevelSpec, *, seed: int = 0, metric: Metric = "l2",
+              assigner: Assigner | None = None) -> Level:
+    """Fit one level on its input X_t (points for level 1, previous centroids above).
+
+    k-means training runs here on a bounded sample; the passes over all of X_t (the assignment after
+    k-means and after every resampling step) go through ``assigner`` (default: in-process :func:`assign`).
+    """
+    assigner = assigner or assign
     X_t = as_float32_matrix(X_t, "level input")
     check_finite(X_t, "level input")
     n = X_t.shape[0]
@@ -137,7 +143,7 @@ def fit_level(X_t, spec: LevelSpec, *, seed: int = 0, metric: Metric = "l2") -> 
                          f"lower n_clusters to at most {n}")
     rng = np.random.default_rng(seed)
     km = kmeans(X_t, spec.n_clusters, n_iter=spec.n_iter, seed=int(rng.integers(2**31 - 1)),
-                metric=metric, max_points_per_centroid=spec.max_points_per_centroid)
+                metric=metric, max_points_per_centroid=spec.max_points_per_centroid, assigner=assigner)
     centroids, labels, dists = km.centroids, km.labels, km.distances
     if spec.sample_size > 1:
         for _ in range(spec.resampling_steps):
@@ -148,7 +154,7 @@ def fit_level(X_t, spec: LevelSpec, *, seed: int = 0, metric: Metric = "l2") -> 
                          seed=int(rng.integers(2**31 - 1)), metric=metric,
                          max_points_per_centroid=spec.max_points_per_centroid)
             centroids = sub.centroids
-            labels, dists = assign(X_t, centroids, metric)
+            labels, dists = assigner(X_t, centroids, metric)
     if spec.n_splits > 1:
         centroids, labels = _split_clusters(X_t, labels, spec.n_clusters, spec, metric, rng)
         dists = _distances_to_own_centroid(X_t, centroids, labels, metric)
@@ -204,11 +210,12 @@ class HierarchicalClustering:
 
 
 def hierarchical_kmeans(X, levels: Sequence[LevelSpec], *, seed: int = 0, metric: Metric = "l2",
-                        on_level: Callable[[int, Level], None] | None = None) -> HierarchicalClustering:
+                        on_level: Callable[[int, Level], None] | None = None,
+                        assigner: Assigner | None = None) -> HierarchicalClustering:
     """Fit all levels bottom-up; level t clusters the centroids of level t-1.
 
     X: (n, d) float32 ndarray or memmap. Deterministic for a given seed. ``on_level(t, level)``
-    is called after each level (progress, checkpoints).
+    is called after each level (progress, checkpoints); ``assigner`` runs the full-pool passes.
     """
     if not levels:
         raise ValueError("levels must name at least one LevelSpec")
@@ -216,7 +223,7 @@ def hierarchical_kmeans(X, levels: Sequence[LevelSpec], *, seed: int = 0, metric
     fitted: list[Level] = []
     inp = X
     for t, spec in enumerate(levels, start=1):
-        level = fit_level(inp, spec, seed=level_seed(seed, t), metric=metric)
+        level = fit_level(inp, spec, seed=level_seed(seed, t), metric=metric, assigner=assigner)
         fitted.append(level)
         if on_level is not None:
             on_level(t, level)

@@ -16,6 +16,9 @@ points becomes one GEMM per round instead of one GEMV per centroid.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
@@ -29,6 +32,7 @@ from curation_assets.core._validation import as_float32_matrix
 Metric = Literal["l2", "cosine"]
 METRICS = ("l2", "cosine")
 ASSIGN_CHUNK_ROWS = 65_536
+ASSIGN_BLOCK_ROWS = 8_192  # rows per single-threaded search inside a chunk
 KD_TREE_MAX_DIM = 8  # exact k-d tree search beats brute-force GEMM in very low dimension
 KD_TREE_MIN_CENTROIDS = 32  # ... once there are enough centroids to search among
 
@@ -137,24 +141,52 @@ class NearestCentroid:
         sq = 2.0 - 2.0 * D[:, 0] if self.metric == "cosine" else D[:, 0]
         return Ind[:, 0].astype(np.int64), np.maximum(sq, 0.0).astype(np.float32)
 
+    def _search_single_threaded(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        faiss.omp_set_num_threads(1)  # this thread only: one BLAS thread per block, whatever the pool size
+        return self.search(block)
+
+    def search_blocks(self, block: np.ndarray, pool: ThreadPoolExecutor) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`search` with the same bytes for any pool size: single-threaded searches of
+        ``ASSIGN_BLOCK_ROWS`` rows each, spread over ``pool``'s threads."""
+        if self._tree is not None:  # the k-d tree answers each row on its own: nothing to align
+            return self.search(block)
+        parts = [block[s : s + ASSIGN_BLOCK_ROWS] for s in range(0, len(block), ASSIGN_BLOCK_ROWS)]
+        results = list(pool.map(self._search_single_threaded, parts))
+        return np.concatenate([r[0] for r in results]), np.concatenate([r[1] for r in results])
+
+
+def assign_threads() -> int:
+    """Threads for :func:`assign`: ``OMP_NUM_THREADS`` when set (Ray sets it to a task's CPUs), else all cores."""
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    return max(1, int(env)) if env.isdigit() else max(1, os.cpu_count() or 1)
+
 
 def assign(X: np.ndarray, centroids: np.ndarray, metric: Metric = "l2",
-           chunk_rows: int = ASSIGN_CHUNK_ROWS) -> tuple[np.ndarray, np.ndarray]:
+           chunk_rows: int = ASSIGN_CHUNK_ROWS, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Nearest centroid of every row of X, streamed in chunks (X may be a memmap).
 
     Returns (labels int64, squared L2 distances float32); for ``cosine`` the distance is
-    ``2 - 2 cos`` (squared L2 between unit vectors).
+    ``2 - 2 cos`` (squared L2 between unit vectors). Each chunk is searched in blocks of
+    ``ASSIGN_BLOCK_ROWS`` rows, one single-threaded search per block, on ``threads`` threads:
+    a multi-threaded BLAS call rounds differently with the thread count, so this keeps the bytes
+    the same on every machine and in every worker (the execution backends rely on it).
     """
     search = NearestCentroid(centroids, metric)
     n = X.shape[0]
     labels = np.empty(n, dtype=np.int64)
     dists = np.empty(n, dtype=np.float32)
-    for start in range(0, n, chunk_rows):
-        block = np.ascontiguousarray(X[start : start + chunk_rows], dtype=np.float32)
-        if metric == "cosine":
-            block = normalize_rows(block)
-        labels[start : start + len(block)], dists[start : start + len(block)] = search.search(block)
+    with ThreadPoolExecutor(threads or assign_threads()) as pool:
+        for start in range(0, n, chunk_rows):
+            block = np.ascontiguousarray(X[start : start + chunk_rows], dtype=np.float32)
+            if metric == "cosine":
+                block = normalize_rows(block)
+            labels[start : start + len(block)], dists[start : start + len(block)] = search.search_blocks(block, pool)
     return labels, dists
+
+
+Assigner = Callable[[np.ndarray, np.ndarray, Metric], tuple[np.ndarray, np.ndarray]]
+"""``(X, centroids, metric) -> (labels, distances)`` over every row of X, like :func:`assign`: the
+full-pool pass an execution backend may spread over workers (``curation_assets.execution``)."""
 
 
 def _centroid_update(X: np.ndarray, labels: np.ndarray, old: np.ndarray, rng: np.random.Generator,
@@ -204,13 +236,13 @@ def training_sample(n: int, k: int, max_points_per_centroid: int | None,
 
 
 def kmeans(X, k: int, *, n_iter: int = 50, seed: int = 0, metric: Metric = "l2",
-           max_points_per_centroid: int | None = 256) -> KMeansResult:
+           max_points_per_centroid: int | None = 256, assigner: Assigner | None = None) -> KMeansResult:
     """Lloyd k-means (faiss) from k-means++ seeds; deterministic for a given seed.
 
     X: (n, d) float32 array or memmap. Training (seeding + Lloyd) uses at most
     ``k * max_points_per_centroid`` rows drawn at random (None: all rows); the final
-    assignment always covers every row. ``metric="cosine"`` runs spherical k-means on
-    unit-normalised rows (centroids are unit norm).
+    assignment always covers every row, by ``assigner`` (default :func:`assign`).
+    ``metric="cosine"`` runs spherical k-means on unit-normalised rows (centroids are unit norm).
     """
     _check_metric(metric)
     X = as_float32_matrix(X)
@@ -226,5 +258,5 @@ def kmeans(X, k: int, *, n_iter: int = 50, seed: int = 0, metric: Metric = "l2",
         train = normalize_rows(train)
     init = kmeans_plusplus(train, k, rng)
     centroids, iterations = lloyd(train, init, n_iter, metric, rng)
-    labels, dists = assign(X, centroids, metric)
+    labels, dists = (assigner or assign)(X, centroids, metric)
     return KMeansResult(centroids=centroids, labels=labels, distances=dists, n_iter=iterations)

@@ -251,7 +251,28 @@ class ShardedArray:
         paths = sorted((directory / SHARDS_DIR).glob("part-*.npy"))
         if not paths:
             raise FileNotFoundError(f"no embedding shards under {directory / SHARDS_DIR}")
-        return cls([load_npy(p) for p in paths])
+        return cls.from_paths(paths)
+
+    @classmethod
+    def from_paths(cls, paths: list, rows: np.ndarray | None = None) -> ShardedArray:
+        return cls([load_npy(Path(p)) for p in paths], rows)
+
+    @property
+    def paths(self) -> list[str] | None:
+        """The shard files, or None when a shard is held in memory."""
+        paths = [getattr(s, "filename", None) for s in self.shards]
+        return None if any(p is None for p in paths) else [str(p) for p in paths]
+
+    def __reduce__(self):
+        """Pickled (to send to a worker process) as shard paths and rows, reopened there as memory maps:
+        no embedding is copied, but the worker must see the same files."""
+        if self.paths is None:
+            return ShardedArray, (self.shards, self.rows)
+        return ShardedArray.from_paths, (self.paths, self.rows)
+
+    def row_range(self, start: int, stop: int) -> ShardedArray:
+        """The view of rows ``start:stop`` (a task's share of the array)."""
+        return self.subset(np.arange(start, min(stop, len(self)), dtype=np.int64))
 
     def __len__(self) -> int:
         return self.shape[0]

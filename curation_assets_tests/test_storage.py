@@ -54,3 +54,19 @@ def test_core_runs_on_a_sharded_pool(tmp_path):
     a = hierarchical_kmeans(A, [LevelSpec(40, 2, 5), LevelSpec(8)], seed=0)
     b = hierarchical_kmeans(X, [LevelSpec(40, 2, 5), LevelSpec(8)], seed=0)
     np.testing.assert_array_equal(a.labels(2), b.labels(2))
+
+
+def test_sharded_array_pickles_as_paths_and_row_ranges_select_rows(tmp_path):
+    import pickle
+
+    X = np.random.default_rng(2).standard_normal((3000, 32)).astype(np.float32)
+    pool = write_shards(tmp_path, X, shard_rows=1000).subset(np.arange(1, 3000, 3))
+    view = pool.row_range(100, 400)
+    blob = pickle.dumps(view)
+    assert len(blob) < 300 * 8 + 2000  # the row numbers and paths, not 300 × 32 floats
+    back = pickle.loads(blob)
+    np.testing.assert_array_equal(back[:len(back)], X[1::3][100:400])
+    assert pool.row_range(900, 5000).shape == (100, 32)
+    in_memory = ShardedArray([X[:10]])
+    assert in_memory.paths is None
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(in_memory))[:10], X[:10])

@@ -128,8 +128,40 @@ class ModalityConfig(_Strict):
     seed: int = 0
 
 
+DEFAULT_EMBED_TASK_ROWS = 1024
+DEFAULT_ASSIGN_TASK_ROWS = 65_536
+
+
+class RayConfig(_Strict):
+    """How to reach Ray. ``address``: None starts a local cluster in the process on demand (``num_cpus``
+    CPUs, default all); ``"auto"`` joins the cluster ``ray start`` runs on this machine; ``"host:6379"`` or
+    ``"ray://host:10001"`` a remote one. Every node must see the data root at the same path."""
+
+    address: str | None = None
+    num_cpus: int | None = Field(default=None, gt=0)
+    cpus_per_embed_actor: float = Field(default=1.0, gt=0)
+    embed_actors: int | None = Field(default=None, gt=0)  # None: the cluster's CPUs / cpus_per_embed_actor
+    runtime_env: dict | None = None  # passed to ray.init, e.g. {"pip": [...]} for a remote cluster
+
+
+class ExecutionConfig(_Strict):
+    """Where the data-parallel passes run: embedding and the full-pool assignments of clustering.
+
+    ``backend: local`` runs them in this process; ``ray`` sends each task (``embed_task_rows`` corpus
+    rows, or ``assign_task_rows`` pool rows) to Ray. Both backends cut the work into the same tasks, so
+    a seed gives the same bytes and the same subset whichever ran; the task sizes are part of the
+    assets' fingerprints, the backend is not.
+    """
+
+    backend: Literal["local", "ray"] = "local"
+    ray: RayConfig = RayConfig()
+    embed_task_rows: int = Field(default=DEFAULT_EMBED_TASK_ROWS, gt=0)
+    assign_task_rows: int = Field(default=DEFAULT_ASSIGN_TASK_ROWS, gt=0)
+
+
 class CurationConfig(_Strict):
     modalities: dict[str, ModalityConfig] = Field(min_length=1)
+    execution: ExecutionConfig = ExecutionConfig()
 
     @property
     def max_levels(self) -> int:

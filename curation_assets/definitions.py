@@ -17,6 +17,7 @@ from curation_assets.assets.subset import build_subset_asset
 from curation_assets.config import CurationConfig
 from curation_assets.partitions import modality_partitions
 from curation_assets.resources.embedders import EmbedderResource
+from curation_assets.resources.execution import ExecutionResource
 from curation_assets.schedules import build_daily_benchmarks_schedule
 from curation_assets.sensors import build_raw_files_sensor
 
@@ -36,7 +37,7 @@ def build_definitions(config: CurationConfig) -> Definitions:
         jobs=[curate, refresh],
         sensors=[build_raw_files_sensor(curate)],
         schedules=[build_daily_benchmarks_schedule(refresh)],
-        resources={"embedder": EmbedderResource()},
+        resources={"embedder": EmbedderResource(), "execution": ExecutionResource()},
     )
 
 

@@ -93,10 +93,8 @@ def test_nan_embeddings_name_the_row(small_config, data_root):
     assert not list((data_root / "embeddings/text").glob(".shards-*"))
 
 
-def test_embedding_dimension_change_between_batches(small_config, data_root, monkeypatch):
-    import curation_assets.assets.embeddings as emb
-
-    monkeypatch.setattr(emb, "READ_BATCH_ROWS", 50)
+def test_embedding_dimension_change_between_batches(small_config, data_root):
+    small_config.write_text(small_config.read_text() + "execution: {embed_task_rows: 50}\n")
     pl.DataFrame(text_rows()).write_parquet(raw(data_root, "text") / "docs.parquet")
     assert "dimension changed" in failure(small_config, "text", embedder=HashEmbedder(dims=[16, 16, 32]))
 

@@ -18,11 +18,19 @@ from dagster import (
     asset,
 )
 
-from curation_assets.assets._common import Timer, md, modality_context, reuse_or_compute, to_dagster
+from curation_assets.assets._common import (
+    Timer,
+    current_config,
+    md,
+    modality_context,
+    reuse_or_compute,
+    to_dagster,
+)
 from curation_assets.assets.embeddings import pool_embeddings
 from curation_assets.config import LevelConfig, ModalityConfig, auto_levels, resolved_sample_size
 from curation_assets.core import Level, LevelSpec, cluster_size_stats, fit_level, level_seed
 from curation_assets.plots import size_histogram_md
+from curation_assets.resources.execution import ExecutionResource
 from curation_assets.storage import (
     Layout,
     fingerprint,
@@ -75,7 +83,7 @@ def _upstream(layout: Layout, t: int) -> str:
     return record["fingerprint"]
 
 
-def _fit(context, t: int, cfg: ModalityConfig, layout: Layout, overrides: LevelOverrides, fp_up: str):
+def _fit(t: int, cfg: ModalityConfig, layout: Layout, overrides: LevelOverrides, fp_up: str, task_rows: int):
     X_pool, _ = pool_embeddings(layout)
     levels = configured_levels(cfg, X_pool.shape[0])
     if t > len(levels):
@@ -83,7 +91,8 @@ def _fit(context, t: int, cfg: ModalityConfig, layout: Layout, overrides: LevelO
     X_t = X_pool if t == 1 else load_npy(layout.level_dir(t - 1) / "centroids.npy", mmap=False)
     spec = level_spec(levels[t - 1], X_t.shape[0], overrides)
     seed = level_seed(overrides.seed if overrides.seed is not None else cfg.seed, t)
-    return fingerprint(CODE_VERSION, fp_up, spec.__dict__, seed, cfg.metric), (X_t, spec, seed), len(levels)
+    return (fingerprint(CODE_VERSION, fp_up, spec.__dict__, seed, cfg.metric, task_rows), (X_t, spec, seed),
+            len(levels))
 
 
 def _level_metadata(layout: Layout, t: int, level: Level, spec: LevelSpec, n_levels: int, seconds: float) -> dict:
@@ -118,23 +127,27 @@ def build_level_asset(t: int, n_assets: int, partitions) -> AssetsDefinition:
                     + ". Writes centroids.npy, assignment.npy (input row → cluster), distances.npy, sizes.npy.",
         check_specs=[AssetCheckSpec(f"no_empty_cluster_level_{t}", asset=name)],
     )
-    def clustering_level(context: AssetExecutionContext, config: LevelOverrides) -> MaterializeResult:
+    def clustering_level(context: AssetExecutionContext, config: LevelOverrides,
+                         execution: ExecutionResource) -> MaterializeResult:
         modality, cfg, layout = modality_context(context)
         directory = layout.level_dir(t)
+        exe = current_config().execution
         with layout.lock():
-            fp, work, n_levels = _fit(context, t, cfg, layout, config, _upstream(layout, t))
+            fp, work, n_levels = _fit(t, cfg, layout, config, _upstream(layout, t), exe.assign_task_rows)
 
             def compute() -> dict:
                 if work is None:
                     return {"used": False, "level": t, "note": f"{modality} uses fewer levels: pass-through"}
                 X_t, spec, seed = work
+                backend = execution.get(exe)
                 with Timer() as timer:
-                    level = fit_level(X_t, spec, seed=seed, metric=cfg.metric)
+                    level = fit_level(X_t, spec, seed=seed, metric=cfg.metric, assigner=backend.assign)
                 invalidate(directory)
                 for fname, arr in (("centroids", level.centroids), ("assignment", level.assignment),
                                    ("distances", level.distances)):
                     save_npy(directory / f"{fname}.npy", arr)
-                return _level_metadata(layout, t, level, spec, n_levels, timer.seconds)
+                return {**_level_metadata(layout, t, level, spec, n_levels, timer.seconds),
+                        **backend.run_summary()}
 
             meta = reuse_or_compute(context, directory, fp, compute)
         check = AssetCheckResult(check_name=f"no_empty_cluster_level_{t}",

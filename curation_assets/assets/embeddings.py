@@ -5,9 +5,17 @@ import polars as pl
 import pyarrow.parquet as pq
 from dagster import AssetCheckResult, AssetCheckSpec, AssetExecutionContext, DataVersion, MaterializeResult, asset
 
-from curation_assets.assets._common import Timer, md, modality_context, reuse_or_compute, to_dagster
+from curation_assets.assets._common import (
+    Timer,
+    current_config,
+    md,
+    modality_context,
+    reuse_or_compute,
+    to_dagster,
+)
 from curation_assets.plots import markdown_table
 from curation_assets.resources.embedders import EmbedderResource
+from curation_assets.resources.execution import ExecutionResource
 from curation_assets.storage import (
     Layout,
     ShardedArray,
@@ -19,8 +27,7 @@ from curation_assets.storage import (
 )
 
 CODE_VERSION = "embeddings-1"
-READ_BATCH_ROWS = 4096
-LOG_EVERY_BATCHES = 10
+LOG_EVERY_ROWS = 40_000
 EXPECTED_DIM = {("none", None): 2, ("sentence_transformer", None): 384, ("efficientnet_lite0", None): 1280}
 
 
@@ -52,19 +59,17 @@ def _check_finite(vectors: np.ndarray, positions: np.ndarray, split: pl.DataFram
                          f"(id {split['id'][row]!r}); nothing was written")
 
 
-def _embed_items(context, embedder, corpus_path, column: str, split: pl.DataFrame, writer: ShardWriter) -> list:
-    """Embed the corpus column batch by batch into the shard writer; returns failed (row, reason)."""
-    failed, done, n_rows = [], 0, len(split)
-    parquet = pq.ParquetFile(corpus_path)
-    for b, batch in enumerate(parquet.iter_batches(batch_size=READ_BATCH_ROWS, columns=[column])):
-        items = batch.column(0).to_pylist()
-        result = embedder.embed(items)
-        _check_finite(result.vectors, done + result.ok_positions(len(items)), split)
+def _embed_items(context, backend, factory, corpus_path, column: str, split: pl.DataFrame,
+                 writer: ShardWriter) -> list:
+    """Embed the corpus column task by task (in row order) into the shard writer; returns failed (row, reason)."""
+    failed, n_rows, last_logged = [], len(split), 0
+    for start, stop, result in backend.embed(factory, corpus_path, column, n_rows):
+        _check_finite(result.vectors, start + result.ok_positions(stop - start), split)
         writer.append(result.vectors)
-        failed += [(done + i, reason) for i, reason in result.failed]
-        done += len(items)
-        if b % LOG_EVERY_BATCHES == 0 or done == n_rows:
-            context.log.info(f"embedded {done}/{n_rows} rows ({len(failed)} failed)")
+        failed += [(start + i, reason) for i, reason in result.failed]
+        if stop - last_logged >= LOG_EVERY_ROWS or stop == n_rows:
+            context.log.info(f"embedded {stop}/{n_rows} rows ({len(failed)} failed) on {backend.name}")
+            last_logged = stop
     return failed
 
 
@@ -82,14 +87,17 @@ def build_embeddings_asset(partitions):
                     "for simulated); cached per corpus and model.",
         check_specs=[AssetCheckSpec("embeddings_finite_and_expected_dim", asset="embeddings")],
     )
-    def embeddings(context: AssetExecutionContext, embedder: EmbedderResource) -> MaterializeResult:
+    def embeddings(context: AssetExecutionContext, embedder: EmbedderResource,
+                   execution: ExecutionResource) -> MaterializeResult:
         modality, cfg, layout = modality_context(context)
+        exe = current_config().execution
         corpus_path = layout.corpus_dir / "corpus.parquet"
         with layout.lock():
             corpus_fp = (read_fingerprint(layout.corpus_dir) or {}).get("fingerprint")
             if corpus_fp is None:
                 raise FileNotFoundError(f"{corpus_path} has not been materialized: run raw_corpus first")
-            fp = fingerprint(CODE_VERSION, corpus_fp, cfg.embedder.model_dump(), embedder.device, embedder.batch_size)
+            fp = fingerprint(CODE_VERSION, corpus_fp, cfg.embedder.model_dump(), embedder.device, embedder.batch_size,
+                             exe.embed_task_rows)
 
             def compute() -> dict:
                 split = pl.read_parquet(layout.corpus_dir / "split.parquet")
@@ -99,12 +107,13 @@ def build_embeddings_asset(partitions):
                         if cfg.embedder.kind == "none":
                             xy = pl.read_parquet(corpus_path, columns=["x", "y"]).to_numpy()
                             writer.append(xy.astype(np.float32))
-                            failed, model_name = [], "identity (2-D points)"
+                            failed, model_name, execution_summary = [], "identity (2-D points)", {}
                         else:
-                            model = embedder.build(cfg.embedder)
+                            backend = execution.get(exe)
+                            factory = embedder.factory(cfg.embedder)
                             column = "text" if "text" in pq.read_schema(corpus_path).names else "image"
-                            failed = _embed_items(context, model, corpus_path, column, split, writer)
-                            model_name = model.name
+                            failed = _embed_items(context, backend, factory, corpus_path, column, split, writer)
+                            model_name, execution_summary = factory().name, backend.run_summary()
                     keep = np.ones(len(split), dtype=bool)
                     keep[[i for i, _ in failed]] = False
                     rows = split.filter(pl.Series(keep))
@@ -122,6 +131,7 @@ def build_embeddings_asset(partitions):
                     "seconds": timer.seconds,
                     "items_per_second": round(writer.rows / max(timer.seconds, 1e-9), 1),
                     "path": str(shards),
+                    **execution_summary,
                 }
                 return metadata
 

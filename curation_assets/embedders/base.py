@@ -51,14 +51,15 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
 _THREADS_SET = False
 
 
-def configure_torch_threads() -> None:
-    """Set torch's intra-op threads to ``os.cpu_count()`` once per process (imports torch)."""
+def configure_torch_threads(threads: int | None = None) -> None:
+    """Set torch's intra-op threads once per process (imports torch): ``threads``, default
+    ``os.cpu_count()``; a worker sharing the machine (a Ray actor) passes its own CPU share first."""
     global _THREADS_SET
     if _THREADS_SET:
         return
     import torch
 
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(max(1, threads or os.cpu_count() or 1))
     _THREADS_SET = True
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 from dagster import ConfigurableResource
 
 from curation_assets.config import EmbedderConfig
@@ -13,26 +16,9 @@ class EmbedderResource(ConfigurableResource):
     device: str | None = None
     batch_size: int | None = None
 
-    def build(self, cfg: EmbedderConfig):
-        device = self.device or cfg.device
-        batch = self.batch_size or cfg.batch_size
-        if cfg.kind == "sentence_transformer":
-            from curation_assets.embedders.text import SentenceTransformerEmbedder
+    def factory(self, cfg: EmbedderConfig) -> Callable:
+        """A picklable zero-argument callable that builds the embedder: called in this process, or once
+        in every worker of a distributed backend (one model per worker)."""
+        from curation_assets.embedders import build_embedder
 
-            return _cached(SentenceTransformerEmbedder, model=cfg.model, batch_size=batch, device=device)
-        if cfg.kind == "efficientnet_lite0":
-            from curation_assets.embedders.image import EfficientNetLite0Embedder
-
-            return _cached(EfficientNetLite0Embedder, image_size=cfg.image_size, batch_size=batch, device=device)
-        raise ValueError(f"embedder kind {cfg.kind!r} does not embed items")
-
-
-_MODELS: dict = {}
-
-
-def _cached(cls, **kwargs):
-    """One model per process and settings (loading a model costs seconds)."""
-    key = (cls.__name__, tuple(sorted(kwargs.items())))
-    if key not in _MODELS:
-        _MODELS[key] = cls(**kwargs)
-    return _MODELS[key]
+        return functools.partial(build_embedder, cfg, self.device, self.batch_size)

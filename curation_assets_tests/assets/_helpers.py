@@ -4,15 +4,17 @@ from curation_assets.config import load_config
 from curation_assets.definitions import build_definitions
 
 
-def curate(config_path, partition: str, selection=None, run_config=None, embedder=None):
+def curate(config_path, partition: str, selection=None, run_config=None, embedder=None, execution=None):
     """Materialize the graph (or a selection) of one partition in-process; returns the result.
 
     ``embedder``: an embedder object to use instead of the configured model (fast tests).
+    ``execution``: an ``ExecutionResource`` instead of the YAML's backend.
     """
     defs = build_definitions(load_config(config_path))
     resource = fake_embedder_resource(embedder) if embedder is not None else defs.resources["embedder"]
     return materialize(list(defs.assets), partition_key=partition, selection=selection,
-                       resources={"embedder": resource}, run_config=run_config, raise_on_error=True)
+                       resources={"embedder": resource, "execution": execution or defs.resources["execution"]},
+                       run_config=run_config, raise_on_error=True)
 
 
 def check_results(result) -> dict[str, bool]:
@@ -57,7 +59,7 @@ def fake_embedder_resource(embedder):
     from curation_assets.resources.embedders import EmbedderResource
 
     class _Fake(EmbedderResource):
-        def build(self, cfg):
-            return embedder
+        def factory(self, cfg):
+            return lambda: embedder
 
     return _Fake()

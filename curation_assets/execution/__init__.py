@@ -1,0 +1,112 @@
+"""Execution backends for the data-parallel passes of curation (no Dagster here).
+
+Two passes grow with the pool: embedding every corpus row, and assigning every pool row to its
+nearest centroid (after k-means and after each resampling step, METHOD.md). k-means training stays
+in the calling process on a bounded sample. A backend cuts each pass into the same tasks
+(:func:`task_ranges`) and runs the same function per task (:func:`embed_rows`,
+:func:`assign_rows`), so a seed gives identical bytes whichever backend ran:
+
+- :class:`InProcessBackend` (``local``): the tasks one after another in this process;
+- ``RayBackend`` (``ray``, optional extra ``pip install -e .[ray]``): embedding tasks on a pool of
+  Ray actors (one model per actor), assignment tasks as Ray tasks over the embedding shards.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import polars as pl
+
+from curation_assets.config import ExecutionConfig
+from curation_assets.core.kmeans import Metric, assign
+
+RAY_SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def task_ranges(n_rows: int, task_rows: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` row ranges of at most ``task_rows`` rows covering ``n_rows``."""
+    return [(start, min(start + task_rows, n_rows)) for start in range(0, n_rows, task_rows)]
+
+
+def read_items(corpus_path, column: str, start: int, stop: int) -> list:
+    """The ``column`` values of corpus rows ``start:stop`` (only the row groups holding them are read)."""
+    return pl.scan_parquet(corpus_path).select(column).slice(start, stop - start).collect()[column].to_list()
+
+
+def embed_rows(model, corpus_path, column: str, start: int, stop: int):
+    """One embedding task: corpus rows ``start:stop`` through ``model`` (an ``EmbedResult``)."""
+    return model.embed(read_items(corpus_path, column, start, stop))
+
+
+def assign_rows(X, centroids: np.ndarray, metric: Metric, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+    """One assignment task: nearest centroid and squared distance of rows ``start:stop`` of X."""
+    block = X.row_range(start, stop) if hasattr(X, "row_range") else X[start:stop]
+    return assign(block, centroids, metric, chunk_rows=max(1, stop - start))
+
+
+def worker_id() -> str:
+    return f"local:{os.getpid()}"
+
+
+class InProcessBackend:
+    """Runs every task in this process, in order (the default)."""
+
+    name = "local"
+
+    def __init__(self, embed_task_rows: int, assign_task_rows: int):
+        self.embed_task_rows, self.assign_task_rows = embed_task_rows, assign_task_rows
+        self.stats: dict = {}
+        self.reset_stats()
+
+    def reset_stats(self) -> None:
+        self.stats = {"tasks": 0, "workers": set()}
+
+    def _count(self, tasks: int) -> None:
+        self.stats["tasks"] += tasks
+        self.stats["workers"].add(worker_id())
+
+    def embed(self, factory: Callable, corpus_path, column: str, n_rows: int) -> Iterator[tuple[int, int, object]]:
+        """``(start, stop, EmbedResult)`` of every embedding task, in row order."""
+        model = factory()
+        for start, stop in task_ranges(n_rows, self.embed_task_rows):
+            self._count(1)
+            yield start, stop, embed_rows(model, corpus_path, column, start, stop)
+
+    def assign(self, X, centroids: np.ndarray, metric: Metric) -> tuple[np.ndarray, np.ndarray]:
+        """The core's ``Assigner``: the same tasks as every backend, run here."""
+        self._count(len(task_ranges(len(X), self.assign_task_rows)))
+        return assign(X, centroids, metric, chunk_rows=self.assign_task_rows)
+
+    def run_summary(self) -> dict:
+        """What ran where since :meth:`reset_stats` (asset metadata)."""
+        return {"execution": self.name, "tasks": self.stats["tasks"], "workers": sorted(self.stats["workers"])}
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_backend(config_json: str):
+    cfg = ExecutionConfig.model_validate_json(config_json)
+    if cfg.backend == "local":
+        return InProcessBackend(cfg.embed_task_rows, cfg.assign_task_rows)
+    if cfg.ray.address is None and "ray" not in sys.modules:
+        # Ray's single-machine mode (its default on macOS/Windows): a cluster started on demand binds to
+        # 127.0.0.1 only. Read when ray is imported, so it must be set before that.
+        os.environ.setdefault(RAY_SINGLE_MACHINE_ENV, "0")
+    try:
+        from curation_assets.execution.ray_backend import RayBackend
+    except ImportError as exc:
+        raise RuntimeError("execution backend 'ray' needs Ray: pip install -e '.[ray]' "
+                           f"(import failed: {exc})") from exc
+    return RayBackend(cfg.ray, cfg.embed_task_rows, cfg.assign_task_rows)
+
+
+def make_backend(cfg: ExecutionConfig):
+    """The backend of an ``execution`` block, one per process and settings (so later steps of the same
+    process reuse its Ray connection)."""
+    return _cached_backend(cfg.model_dump_json())
+
+
+__all__ = ["InProcessBackend", "assign_rows", "embed_rows", "make_backend", "read_items", "task_ranges"]

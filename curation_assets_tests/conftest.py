@@ -5,6 +5,21 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+
+def _isolated_ray_settings() -> None:
+    """Ray clusters of the tests listen on 127.0.0.1 only, send no usage stats and use token auth with a
+    token of this test session (not the user's ~/.ray)."""
+    import secrets
+    import tempfile
+
+    token = Path(tempfile.mkdtemp(prefix="ray-token-")) / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    os.environ.update({"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0",
+                       "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)})
+
+
+_isolated_ray_settings()
+
 SMALL_CONFIG = """
 modalities:
   simulated:

@@ -1,0 +1,71 @@
+import os
+import sys
+
+import numpy as np
+import polars as pl
+import pytest
+
+from curation_assets.config import ExecutionConfig
+from curation_assets.core import assign
+from curation_assets.embedders import EmbedResult
+from curation_assets.execution import InProcessBackend, _cached_backend, make_backend, read_items, task_ranges
+
+
+def test_task_ranges_cover_every_row_once():
+    assert task_ranges(0, 10) == []
+    assert task_ranges(10, 10) == [(0, 10)]
+    assert task_ranges(25, 10) == [(0, 10), (10, 20), (20, 25)]
+
+
+def test_read_items_reads_exactly_the_range(tmp_path):
+    path = tmp_path / "corpus.parquet"
+    pl.DataFrame({"text": [f"row {i}" for i in range(1000)]}).write_parquet(path, row_group_size=128)
+    assert read_items(path, "text", 250, 260) == [f"row {i}" for i in range(250, 260)]
+    assert read_items(path, "text", 990, 1000)[-1] == "row 999"
+
+
+class RecordingEmbedder:
+    name, dim = "recording", 2
+
+    def __init__(self):
+        self.batches = []
+
+    def embed(self, items, progress=None):
+        self.batches.append(list(items))
+        failed = [(i, "empty") for i, t in enumerate(items) if not t]
+        return EmbedResult(np.ones((len(items) - len(failed), 2), dtype=np.float32), failed)
+
+
+def test_in_process_embedding_runs_the_tasks_in_row_order(tmp_path):
+    path = tmp_path / "corpus.parquet"
+    pl.DataFrame({"text": [f"t{i}" if i != 7 else "" for i in range(23)]}).write_parquet(path)
+    model = RecordingEmbedder()
+    backend = InProcessBackend(embed_task_rows=10, assign_task_rows=100)
+    out = list(backend.embed(lambda: model, path, "text", 23))
+    assert [(a, b) for a, b, _ in out] == [(0, 10), (10, 20), (20, 23)]
+    assert model.batches[2] == ["t20", "t21", "t22"]
+    assert out[0][2].failed == [(7, "empty")]
+    assert backend.run_summary()["tasks"] == 3
+
+
+def test_in_process_assignment_is_the_core_assignment_in_tasks():
+    rng = np.random.default_rng(0)
+    X, C = rng.standard_normal((1000, 16)).astype(np.float32), rng.standard_normal((7, 16)).astype(np.float32)
+    backend = InProcessBackend(embed_task_rows=10, assign_task_rows=128)
+    labels, dists = backend.assign(X, C, "l2")
+    ref_labels, ref_dists = assign(X, C, "l2", chunk_rows=128)
+    np.testing.assert_array_equal(labels, ref_labels)
+    np.testing.assert_array_equal(dists, ref_dists)
+    assert backend.run_summary() == {"execution": "local", "tasks": 8, "workers": [f"local:{os.getpid()}"]}
+
+
+def test_make_backend_is_one_per_settings_and_ray_missing_is_explained(monkeypatch):
+    cfg = ExecutionConfig(embed_task_rows=11)
+    assert make_backend(cfg) is make_backend(ExecutionConfig(embed_task_rows=11))
+    assert make_backend(cfg) is not make_backend(ExecutionConfig(embed_task_rows=12))
+    monkeypatch.setitem(sys.modules, "ray", None)
+    monkeypatch.setitem(sys.modules, "curation_assets.execution.ray_backend", None)
+    _cached_backend.cache_clear()
+    with pytest.raises(RuntimeError, match=r"pip install -e '\.\[ray\]'"):
+        make_backend(ExecutionConfig(backend="ray"))
+    _cached_backend.cache_clear()

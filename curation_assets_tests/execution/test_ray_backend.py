@@ -1,0 +1,53 @@
+"""The Ray backend on a local 2-CPU cluster started on demand (loopback only): same bytes as in-process."""
+
+import os
+
+import numpy as np
+import pytest
+import ray
+
+from curation_assets.config import ExecutionConfig, RayConfig
+from curation_assets.core import LevelSpec, fit_level
+from curation_assets.execution import InProcessBackend, make_backend
+from curation_assets.storage import ShardedArray, ShardWriter
+
+
+@pytest.fixture(scope="module")
+def ray_backend():
+    backend = make_backend(ExecutionConfig(backend="ray", ray=RayConfig(num_cpus=2), assign_task_rows=300))
+    backend.connect()
+    yield backend
+    ray.shutdown()
+
+
+def sharded_pool(tmp_path, X):
+    writer = ShardWriter(tmp_path, shard_rows=1500)
+    writer.append(X)
+    writer.publish()
+    return ShardedArray.open(tmp_path).subset(np.arange(0, len(X), 2))
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_a_level_fitted_through_ray_is_identical(tmp_path, ray_backend, metric):
+    X = np.random.default_rng(3).standard_normal((5000, 48)).astype(np.float32)
+    spec = LevelSpec(40, resampling_steps=3, sample_size=6)
+    local = InProcessBackend(embed_task_rows=100, assign_task_rows=300)
+    ray_backend.reset_stats()
+    for inputs in (sharded_pool(tmp_path, X), X[:1234]):  # shard files by path, an in-memory array by reference
+        a = fit_level(inputs, spec, seed=5, metric=metric, assigner=local.assign)
+        b = fit_level(inputs, spec, seed=5, metric=metric, assigner=ray_backend.assign)
+        np.testing.assert_array_equal(a.assignment, b.assignment)
+        np.testing.assert_array_equal(a.distances, b.distances)
+        np.testing.assert_array_equal(a.centroids, b.centroids)
+    summary = ray_backend.run_summary()
+    assert summary["tasks"] == local.stats["tasks"] > 2 * 4
+    assert summary["ray_cpus"] == 2 and summary["ray_nodes"] == 1
+    assert {n["NodeManagerAddress"] for n in ray.nodes()} == {"127.0.0.1"}  # loopback only
+    assert summary["workers"] and all(not w.endswith(f":{os.getpid()}") for w in summary["workers"])
+
+
+def test_a_path_no_node_can_see_is_refused_before_any_task(tmp_path, ray_backend):
+    from curation_assets.execution.ray_backend import SharedStorageError
+
+    with pytest.raises(SharedStorageError, match="same path"):
+        ray_backend.check_storage(tmp_path / "not-shared" / "corpus.parquet")

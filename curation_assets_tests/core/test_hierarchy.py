@@ -3,6 +3,7 @@ import pytest
 
 from curation_assets.core import (
     LevelSpec,
+    assign,
     fit_level,
     hierarchical_kmeans,
     hierarchical_sampling,
@@ -142,3 +143,18 @@ def test_kmeans_of_level_matches_plain_kmeans_without_resampling():
     level = fit_level(X, LevelSpec(20), seed=0)
     assert level.n_clusters == 20 and level.assignment.shape == (1000,)
     assert kmeans(X, 20, seed=1).centroids.shape == level.centroids.shape
+
+
+def test_full_pool_passes_go_through_the_assigner():
+    X = np.random.default_rng(6).standard_normal((3000, 8)).astype(np.float32)
+    spec = LevelSpec(20, resampling_steps=3, sample_size=5)
+    calls = []
+
+    def recording_assigner(X_t, centroids, metric):
+        calls.append((len(X_t), len(centroids)))
+        return assign(X_t, centroids, metric)
+
+    level = fit_level(X, spec, seed=2, assigner=recording_assigner)
+    assert calls == [(3000, 20)] * 4  # after k-means, then after each of the 3 resampling steps
+    reference = fit_level(X, spec, seed=2)
+    np.testing.assert_array_equal(level.assignment, reference.assignment)

@@ -106,3 +106,14 @@ def test_kmeans_rejects_bad_arguments(X, k, message):
 def test_kmeans_rejects_unknown_metric():
     with pytest.raises(ValueError, match="metric"):
         kmeans(np.zeros((5, 2), np.float32), 2, metric="manhattan")
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_assignment_bytes_do_not_depend_on_the_thread_count(metric):
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((20_000, 384)).astype(np.float32)
+    C = rng.standard_normal((300, 384)).astype(np.float32)
+    one = assign(X, C, metric, threads=1)
+    two = assign(X, C, metric, threads=2)
+    np.testing.assert_array_equal(one[0], two[0])
+    np.testing.assert_array_equal(one[1], two[1])  # a multi-threaded GEMM differs here in the last bits

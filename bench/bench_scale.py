@@ -65,7 +65,7 @@ class FlopCounter:
         return res
 
 
-def sklearn_kmeans(X, k, *, n_iter=50, seed=0, metric="l2", max_points_per_centroid=256):
+def sklearn_kmeans(X, k, *, n_iter=50, seed=0, metric="l2", max_points_per_centroid=256, assigner=None):
     """The same contract as core.kmeans, computed by scikit-learn's KMeans (for comparison)."""
     from sklearn.cluster import KMeans
 
@@ -73,7 +73,7 @@ def sklearn_kmeans(X, k, *, n_iter=50, seed=0, metric="l2", max_points_per_centr
 
     X = np.ascontiguousarray(X, dtype=np.float32)
     km = KMeans(k, init="k-means++", n_init=1, max_iter=n_iter, random_state=seed, algorithm="lloyd").fit(X)
-    labels, dists = assign(X, km.cluster_centers_.astype(np.float32))
+    labels, dists = (assigner or assign)(X, km.cluster_centers_.astype(np.float32), "l2")
     return KMeansResult(km.cluster_centers_.astype(np.float32), labels, dists, n_iter=int(km.n_iter_))
 
 

@@ -47,16 +47,18 @@ def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 90.0) -> N
 @pytest.fixture(scope="module")
 def ray_head():
     """`ray start --head` with 2 CPUs on 127.0.0.1, in its own process group, stopped by PID at the end."""
-    port = free_port()
+    port, client_port = free_port(), free_port()
     temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths must stay < 108 chars
     cmd = [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--num-cpus", "2",
-           "--port", str(port), "--include-dashboard", "false", "--disable-usage-stats", "--temp-dir", temp_dir]
+           "--port", str(port), "--ray-client-server-port", str(client_port), "--include-dashboard", "false",
+           "--disable-usage-stats", "--temp-dir", temp_dir]
     log = open(Path(temp_dir) / "head.log", "w")  # noqa: SIM115 - closed at teardown
     # conftest's settings (inherited): loopback only, the test session's auth token
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_for_port(port, proc)
-        yield f"127.0.0.1:{port}"
+        wait_for_port(client_port, proc)
+        yield {"gcs": f"127.0.0.1:{port}", "ray client": f"ray://127.0.0.1:{client_port}"}
     finally:
         ray.shutdown()
         stop_process_group(proc)
@@ -89,16 +91,21 @@ def outputs(root: Path, modality: str) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("modality", ["text", "image"])
-def test_curation_through_ray_is_identical_to_in_process(small_config, tmp_path, monkeypatch, ray_head, modality):
+@pytest.mark.parametrize(("modality", "connection"), [("text", "gcs"), ("image", "ray client")])
+def test_curation_through_ray_is_identical_to_in_process(small_config, tmp_path, monkeypatch, ray_head, modality,
+                                                         connection):
     small_config.write_text(small_config.read_text() + TASKS)
     runs = {}
     for backend in ("local", "ray"):
         root = tmp_path / backend
         root.mkdir()
         monkeypatch.setenv("CURATION_DATA_DIR", str(root))
-        execution = ExecutionResource(backend=backend, ray_address=ray_head if backend == "ray" else None)
-        result = curate(small_config, modality, selection=UP_TO_SUBSET, execution=execution)
+        address = ray_head[connection] if backend == "ray" else None
+        try:
+            result = curate(small_config, modality, selection=UP_TO_SUBSET,
+                            execution=ExecutionResource(backend=backend, ray_address=address))
+        finally:
+            ray.shutdown()  # the next test may connect another way
         runs[backend] = (outputs(root, modality), result)
 
     (local, _), (distributed, result) = runs["local"], runs["ray"]
@@ -112,6 +119,7 @@ def test_curation_through_ray_is_identical_to_in_process(small_config, tmp_path,
     level_1 = result.asset_materializations_for_node("clustering_level_1")[0].metadata
     for meta in (emb, level_1):
         assert meta["execution"].value == "ray" and meta["ray_cpus"].value == 2
+        assert meta["ray_address"].value == ray_head[connection]
         workers = meta["workers"].value
         assert workers and not any(w.endswith(f":{os.getpid()}") for w in workers)
     assert emb["tasks"].value == 3 and len(emb["workers"].value) == 2  # 300 rows / 100, two model actors

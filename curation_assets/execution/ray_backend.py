@@ -75,8 +75,8 @@ class RayBackend:
         """Join the configured cluster, or start a local one (loopback only) on first use."""
         if not ray.is_initialized():
             kwargs: dict = {"logging_level": "WARNING", "runtime_env": self.cfg.runtime_env}
-            if self.cfg.address is None:
-                kwargs.update(num_cpus=self.cfg.num_cpus, include_dashboard=False)
+            if self.cfg.address is None:  # "local": a new cluster, even if RAY_ADDRESS or another cluster is around
+                kwargs.update(address="local", num_cpus=self.cfg.num_cpus, include_dashboard=False)
             else:
                 kwargs["address"] = self.cfg.address
             ray.init(**kwargs)

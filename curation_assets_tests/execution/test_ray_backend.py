@@ -14,8 +14,17 @@ from curation_assets.storage import ShardedArray, ShardWriter
 
 @pytest.fixture(scope="module")
 def ray_backend():
+    """An on-demand local cluster; a stale RAY_ADDRESS (left by an earlier connection) must not be joined."""
     backend = make_backend(ExecutionConfig(backend="ray", ray=RayConfig(num_cpus=2), assign_task_rows=300))
-    backend.connect()
+    stale = os.environ.get("RAY_ADDRESS")
+    os.environ["RAY_ADDRESS"] = "127.0.0.1:9"  # nothing listens there
+    try:
+        backend.connect()
+    finally:
+        if stale is None:
+            os.environ.pop("RAY_ADDRESS")
+        else:
+            os.environ["RAY_ADDRESS"] = stale
     yield backend
     ray.shutdown()
 

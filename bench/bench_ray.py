@@ -25,6 +25,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
+from run_all import table  # noqa: E402  (bench/ is on sys.path when this script runs)
 
 from curation_assets.config import EmbedderConfig, ExecutionConfig, RayConfig  # noqa: E402
 from curation_assets.core import LevelSpec, fit_level  # noqa: E402
@@ -34,13 +35,6 @@ from curation_assets.storage import ShardedArray, ShardWriter  # noqa: E402
 
 LOCAL = ExecutionConfig()
 RAY = ExecutionConfig(backend="ray", ray=RayConfig(num_cpus=os.cpu_count()))
-
-
-def table(rows: list[dict]) -> str:
-    cols = list(rows[0])
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def timed(fn):

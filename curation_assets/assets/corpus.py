@@ -14,6 +14,7 @@ from curation_assets.plots import markdown_table, share_bars_md
 from curation_assets.storage import Layout, fingerprint, invalidate, save_parquet
 
 CODE_VERSION = "corpus-1"
+ROW_GROUP_ROWS = 8192  # bounded row groups: an embedding task reads only the groups holding its rows
 CONTENT_COLUMN = {"text": "text", "image": "image", "satellite": "image", "simulated": "xy"}
 
 
@@ -100,7 +101,7 @@ def _write_stream(batches: Iterator[pl.DataFrame], reader: str, tmp: Path, max_i
             table = _canonical(frame, reader).to_arrow()
             if writer is None:
                 writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
-            writer.write_table(table)
+            writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
             n += len(frame)
             if max_items is not None and n >= max_items:
                 break

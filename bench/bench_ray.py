@@ -20,8 +20,6 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # loopback only (see curation_assets.execution)
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
@@ -140,9 +138,7 @@ def main():
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-ray-"))
     try:
-        import ray
-
-        _, t_start = timed(lambda: make_backend(RAY).connect())
+        _, t_start = timed(lambda: make_backend(RAY).connect())  # imports ray after the loopback-only setting
         rows = [{"pass": f"start a local {os.cpu_count()}-CPU Ray cluster", "in-process s": 0,
                  "local Ray s": round(t_start, 1), "Ray / in-process": "-", "Ray tasks": "-", "Ray workers": "-",
                  "identical": "-"}]
@@ -150,6 +146,8 @@ def main():
         rows += bench_level(work, args.pool)
         rows += bench_partition(work, args.curate_items)
         print(table(rows))
+        import ray
+
         ray.shutdown()
     finally:
         shutil.rmtree(work, ignore_errors=True)

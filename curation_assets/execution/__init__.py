@@ -44,46 +44,46 @@ def embed_rows(model, corpus_path, column: str, start: int, stop: int):
 
 def assign_rows(X, centroids: np.ndarray, metric: Metric, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
     """One assignment task: nearest centroid and squared distance of rows ``start:stop`` of X."""
-    block = X.row_range(start, stop) if hasattr(X, "row_range") else X[start:stop]
-    return assign(block, centroids, metric, chunk_rows=max(1, stop - start))
+    return assign(X[start:stop], centroids, metric, chunk_rows=max(1, stop - start))
 
 
-def worker_id() -> str:
-    return f"local:{os.getpid()}"
+class TaskCounter:
+    """What a backend ran and where since :meth:`reset_stats`, for the assets' metadata."""
+
+    name: str
+
+    def reset_stats(self) -> None:
+        self.stats = {"tasks": 0, "workers": set()}
+
+    def _count(self, worker: str, tasks: int = 1) -> None:
+        self.stats["tasks"] += tasks
+        self.stats["workers"].add(worker)
+
+    def run_summary(self) -> dict:
+        return {"execution": self.name, "tasks": self.stats["tasks"], "workers": sorted(self.stats["workers"])}
 
 
-class InProcessBackend:
+class InProcessBackend(TaskCounter):
     """Runs every task in this process, in order (the default)."""
 
     name = "local"
 
     def __init__(self, embed_task_rows: int, assign_task_rows: int):
         self.embed_task_rows, self.assign_task_rows = embed_task_rows, assign_task_rows
-        self.stats: dict = {}
+        self.worker = f"local:{os.getpid()}"
         self.reset_stats()
-
-    def reset_stats(self) -> None:
-        self.stats = {"tasks": 0, "workers": set()}
-
-    def _count(self, tasks: int) -> None:
-        self.stats["tasks"] += tasks
-        self.stats["workers"].add(worker_id())
 
     def embed(self, factory: Callable, corpus_path, column: str, n_rows: int) -> Iterator[tuple[int, int, object]]:
         """``(start, stop, EmbedResult)`` of every embedding task, in row order."""
         model = factory()
         for start, stop in task_ranges(n_rows, self.embed_task_rows):
-            self._count(1)
+            self._count(self.worker)
             yield start, stop, embed_rows(model, corpus_path, column, start, stop)
 
     def assign(self, X, centroids: np.ndarray, metric: Metric) -> tuple[np.ndarray, np.ndarray]:
         """The core's ``Assigner``: the same tasks as every backend, run here."""
-        self._count(len(task_ranges(len(X), self.assign_task_rows)))
+        self._count(self.worker, tasks=len(task_ranges(len(X), self.assign_task_rows)))
         return assign(X, centroids, metric, chunk_rows=self.assign_task_rows)
-
-    def run_summary(self) -> dict:
-        """What ran where since :meth:`reset_stats` (asset metadata)."""
-        return {"execution": self.name, "tasks": self.stats["tasks"], "workers": sorted(self.stats["workers"])}
 
 
 @functools.lru_cache(maxsize=4)
@@ -109,4 +109,4 @@ def make_backend(cfg: ExecutionConfig):
     return _cached_backend(cfg.model_dump_json())
 
 
-__all__ = ["InProcessBackend", "assign_rows", "embed_rows", "make_backend", "read_items", "task_ranges"]
+__all__ = ["InProcessBackend", "TaskCounter", "assign_rows", "embed_rows", "make_backend", "read_items", "task_ranges"]

@@ -22,7 +22,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy  # noq
 
 from curation_assets.config import RayConfig  # noqa: E402
 from curation_assets.core.kmeans import Metric  # noqa: E402
-from curation_assets.execution import assign_rows, embed_rows, task_ranges  # noqa: E402
+from curation_assets.execution import TaskCounter, assign_rows, embed_rows, task_ranges  # noqa: E402
 
 TASKS_IN_FLIGHT_PER_CPU = 2  # assignment tasks queued per cluster CPU (bounds the object store's use)
 
@@ -59,7 +59,7 @@ def _path_visible(path: str) -> bool:
     return Path(path).exists()
 
 
-class RayBackend:
+class RayBackend(TaskCounter):
     """Sends embedding and assignment tasks to Ray (see :mod:`curation_assets.execution`)."""
 
     name = "ray"
@@ -67,7 +67,6 @@ class RayBackend:
     def __init__(self, cfg: RayConfig, embed_task_rows: int, assign_task_rows: int):
         self.cfg, self.embed_task_rows, self.assign_task_rows = cfg, embed_task_rows, assign_task_rows
         self._visible: set[str] = set()
-        self.stats: dict = {}
         self.reset_stats()
 
     # -- connection ------------------------------------------------------------------------------------
@@ -102,18 +101,8 @@ class RayBackend:
                 "(CURATION_DATA_DIR) at the same path, e.g. a shared filesystem")
         self._visible.add(path)
 
-    # -- statistics ------------------------------------------------------------------------------------
-    def reset_stats(self) -> None:
-        self.stats = {"tasks": 0, "workers": set()}
-
-    def _count(self, worker: str) -> None:
-        self.stats["tasks"] += 1
-        self.stats["workers"].add(worker)
-
     def run_summary(self) -> dict:
-        """What ran where since :meth:`reset_stats` (asset metadata)."""
-        return {"execution": self.name, "tasks": self.stats["tasks"], "workers": sorted(self.stats["workers"]),
-                "ray_address": self.cfg.address or "local cluster started on demand",
+        return {**super().run_summary(), "ray_address": self.cfg.address or "local cluster started on demand",
                 "ray_nodes": sum(1 for n in ray.nodes() if n["Alive"]), "ray_cpus": self.cluster_cpus()}
 
     # -- the two passes --------------------------------------------------------------------------------

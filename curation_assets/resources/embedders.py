@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dagster import ConfigurableResource
 
 from curation_assets.config import EmbedderConfig
+from curation_assets.embedders import build_embedder
 
 
 class EmbedderResource(ConfigurableResource):
@@ -19,6 +20,4 @@ class EmbedderResource(ConfigurableResource):
     def factory(self, cfg: EmbedderConfig) -> Callable:
         """A picklable zero-argument callable that builds the embedder: called in this process, or once
         in every worker of a distributed backend (one model per worker)."""
-        from curation_assets.embedders import build_embedder
-
         return functools.partial(build_embedder, cfg, self.device, self.batch_size)

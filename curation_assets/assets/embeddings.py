@@ -26,7 +26,7 @@ from curation_assets.storage import (
     save_parquet,
 )
 
-CODE_VERSION = "embeddings-1"
+CODE_VERSION = "embeddings-2"
 LOG_EVERY_ROWS = 40_000
 EXPECTED_DIM = {("none", None): 2, ("sentence_transformer", None): 384, ("efficientnet_lite0", None): 1280}
 

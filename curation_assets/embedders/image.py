@@ -101,10 +101,14 @@ class EfficientNetLite0Embedder:
                     except Exception as e:
                         failed.append((i, f"cannot decode image: {type(e).__name__}: {e}"))
                 if arrs:
-                    x = torch.from_numpy(np.stack(arrs)).to(self.device)
+                    # Every forward pass gets a full batch (a short one is padded with copies of its last
+                    # image): oneDNN picks thread-count-dependent kernels for small batches (measured: the
+                    # last 8 of 200 images differed between 1 and 2 torch threads), full ones gave the same bytes.
+                    padded = arrs + [arrs[-1]] * (self.batch_size - len(arrs))
+                    x = torch.from_numpy(np.stack(padded)).to(self.device)
                     x = x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
                     feats = model.extract_features(x).mean(dim=(2, 3))
-                    chunks.append(feats.float().cpu().numpy())
+                    chunks.append(feats[: len(arrs)].float().cpu().numpy())
                 if progress is not None:
                     progress(min(start + self.batch_size, n), n)
         vecs = np.concatenate(chunks) if chunks else np.empty((0, self.dim), dtype=np.float32)

@@ -149,3 +149,23 @@ def test_image_embedder() -> None:
 def test_image_embedder_all_failed() -> None:
     r = EfficientNetLite0Embedder(image_size=64).embed([b"nope"])
     assert r.vectors.shape == (0, 1280) and len(r.failed) == 1
+
+
+@pytest.mark.slow
+def test_image_vectors_do_not_depend_on_torch_threads() -> None:
+    """A Ray actor runs torch on its own CPU share: its vectors must match the in-process ones."""
+    import torch
+
+    from curation_assets.demo import demo_corpus
+
+    images = demo_corpus("image", max_items=200, seed=3)["image"].to_list()  # batches of 64, 64, 64, 8
+    embedder = EfficientNetLite0Embedder(image_size=96, batch_size=64)
+    threads = torch.get_num_threads()
+    try:
+        by_threads = {}
+        for n in (2, 1):
+            torch.set_num_threads(n)
+            by_threads[n] = embedder.embed(images).vectors
+    finally:
+        torch.set_num_threads(threads)
+    np.testing.assert_array_equal(by_threads[1], by_threads[2])

@@ -14,6 +14,7 @@ from curation_assets.core.hierarchy import (
     fit_level,
     hierarchical_kmeans,
     level_seed,
+    plan_level,
 )
 from curation_assets.core.kmeans import Assigner, KMeansResult, assign, kmeans, kmeans_plusplus
 from curation_assets.core.metrics import (
@@ -30,5 +31,5 @@ __all__ = [
     "Assigner", "HierarchicalClustering", "KMeansResult", "Level", "LevelSpec", "assign", "balanced_budget",
     "cluster_size_stats", "fit_level", "gini", "hierarchical_kmeans", "hierarchical_sampling",
     "kde_kl_to_uniform", "kl_to_uniform", "kmeans", "kmeans_plusplus", "label_balance", "level_seed",
-    "normalized_entropy", "tempered_budget",
+    "normalized_entropy", "plan_level", "tempered_budget",
 ]

@@ -10,8 +10,8 @@ may split each of its clusters into ``n_splits`` sub-clusters with a small k-mea
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, replace
+from typing import ClassVar, Literal
 
 import numpy as np
 
@@ -24,30 +24,93 @@ RESAMPLE_STRATEGIES = ("closest", "random")
 
 @dataclass(frozen=True)
 class LevelSpec:
-    """One level of the hierarchy: k_t, m_t, r_t, the resampling draw and s_t (METHOD.md)."""
+    """One level of the hierarchy (METHOD.md): k_t, m_t, r_t, the resampling draw and s_t.
 
-    n_clusters: int
+    Parameters
+    ----------
+    n_clusters : int, optional
+        k_t, an absolute number of clusters. Give exactly one of ``n_clusters`` and ``per_cluster``.
+    per_cluster : float, optional
+        k_t relative to the level's input: one cluster per ``per_cluster`` inputs (k = round(n / per_cluster),
+        at least 1), so one recipe carries over to pools of any size.
+    resampling_steps : int
+        m_t, resampling steps after the first k-means (0: none).
+    sample_size : int, optional
+        r_t, members drawn per cluster at each resampling step; None: the paper's rule of thumb,
+        half the mean cluster size of the level. Resampling is skipped when r_t <= 1.
+    resample_strategy : {"closest", "random"}
+        Which r_t members: the closest to the centroid (the paper's default) or random ones.
+    n_splits : int
+        s_t: split every cluster into up to s_t sub-clusters with a small k-means inside it.
+    n_iter : int
+        Maximum Lloyd iterations of every k-means of the level.
+    max_points_per_centroid : int, optional
+        Train k-means on at most k * this many random inputs (None: all); the assignment covers all.
+    seeding_candidates : int, optional
+        Greedy k-means++: candidates drawn per seeding step, the one lowering the potential most is kept;
+        None: 2 + floor(ln k) (scikit-learn's default); 1: plain D² sampling.
+
+    This dataclass is also the schema of a ``levels:`` entry in ``curation.yaml`` (validated by pydantic).
+    """
+
+    n_clusters: int | None = None
     resampling_steps: int = 0
-    sample_size: int = 1
+    sample_size: int | None = None
     resample_strategy: ResampleStrategy = "closest"
     n_splits: int = 1
     n_iter: int = 50
     max_points_per_centroid: int | None = 256
+    per_cluster: float | None = None
+    seeding_candidates: int | None = None
+
+    __pydantic_config__: ClassVar[dict] = {"extra": "forbid"}  # unknown YAML keys are errors
 
     def __post_init__(self):
-        if self.n_clusters < 1:
-            raise ValueError(f"n_clusters must be >= 1, got {self.n_clusters}")
+        if (self.n_clusters is None) == (self.per_cluster is None):
+            raise ValueError("give exactly one of n_clusters (absolute) and per_cluster (relative to the "
+                             f"level's input), got n_clusters={self.n_clusters}, per_cluster={self.per_cluster}")
+        for name in ("n_clusters", "sample_size", "n_splits", "n_iter", "max_points_per_centroid",
+                     "seeding_candidates"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if self.per_cluster is not None and not self.per_cluster >= 1:
+            raise ValueError(f"per_cluster must be >= 1 (inputs per cluster), got {self.per_cluster}")
         if self.resampling_steps < 0:
             raise ValueError(f"resampling_steps must be >= 0, got {self.resampling_steps}")
-        if self.sample_size < 1:
-            raise ValueError(f"sample_size must be >= 1, got {self.sample_size}")
         if self.resample_strategy not in RESAMPLE_STRATEGIES:
             raise ValueError(f"resample_strategy must be one of {RESAMPLE_STRATEGIES}, "
                              f"got {self.resample_strategy!r}")
-        if self.n_splits < 1:
-            raise ValueError(f"n_splits must be >= 1, got {self.n_splits}")
-        if self.n_iter < 1:
-            raise ValueError(f"n_iter must be >= 1, got {self.n_iter}")
+
+    def clusters_for(self, n_inputs: int) -> int:
+        """k_t for a level input of ``n_inputs`` rows."""
+        if self.n_clusters is not None:
+            return self.n_clusters
+        return max(1, round(n_inputs / self.per_cluster))
+
+    def resolved(self, n_inputs: int) -> LevelSpec:
+        """This level with k_t and r_t made concrete for ``n_inputs`` inputs (absolute, nothing left to derive)."""
+        k = self.clusters_for(n_inputs)
+        r = self.sample_size if self.sample_size is not None else max(1, round(n_inputs / k / 2))
+        return replace(self, n_clusters=k, per_cluster=None, sample_size=r)
+
+
+def plan_level(spec: LevelSpec, t: int, n_inputs: int) -> tuple[LevelSpec | None, str | None]:
+    """The concrete spec of level ``t`` for ``n_inputs`` inputs, or None when the level cannot be fitted.
+
+    A pool too small for the configured hierarchy gets fewer levels, not an error: a level t > 1 asking
+    for more clusters than it has inputs is dropped (with every level above it); level 1 is shrunk to
+    half its input instead. Returns (spec or None, a note saying what was changed, or None).
+    """
+    k = spec.clusters_for(n_inputs)
+    if k <= n_inputs:
+        return spec.resolved(n_inputs), None
+    if t > 1:
+        return None, (f"level {t} asks for k={k} clusters but its input has only {n_inputs} points: "
+                      f"the hierarchy stops at level {t - 1}")
+    shrunk = max(1, n_inputs // 2)
+    return (replace(spec, n_clusters=shrunk, per_cluster=None).resolved(n_inputs),
+            f"level 1 asks for k={k} clusters but the pool has only {n_inputs} points: using k={shrunk}")
 
 
 @dataclass(frozen=True)
@@ -138,6 +201,7 @@ def fit_level(X_t, spec: LevelSpec, *, seed: int = 0, metric: Metric = "l2",
     X_t = as_float32_matrix(X_t, "level input")
     check_finite(X_t, "level input")
     n = X_t.shape[0]
+    spec = spec.resolved(n)
     if spec.n_clusters > n:
         raise ValueError(f"level asks for k={spec.n_clusters} clusters but its input has only {n} points; "
                          f"lower n_clusters to at most {n}")
@@ -162,9 +226,12 @@ def fit_level(X_t, spec: LevelSpec, *, seed: int = 0, metric: Metric = "l2",
 
 
 class HierarchicalClustering:
-    """The fitted tree: per level centroids and assignments, composed into labels of X's rows."""
+    """The fitted tree: per level centroids and assignments, composed into labels of X's rows.
 
-    def __init__(self, levels: Sequence[Level], n_points: int | None = None):
+    ``notes`` says which configured levels were changed or dropped because the input was too small.
+    """
+
+    def __init__(self, levels: Sequence[Level], n_points: int | None = None, notes: Sequence[str] = ()):
         if not levels:
             raise ValueError("a hierarchy needs at least one level")
         for t in range(1, len(levels)):
@@ -174,6 +241,7 @@ class HierarchicalClustering:
         if n_points is not None and len(levels[0].assignment) != n_points:
             raise ValueError(f"level 1 assigns {len(levels[0].assignment)} rows, expected {n_points}")
         self.levels = list(levels)
+        self.notes = list(notes)
         self._labels: dict[int, np.ndarray] = {1: np.asarray(levels[0].assignment, dtype=np.int64)}
 
     @property
@@ -216,19 +284,26 @@ def hierarchical_kmeans(X, levels: Sequence[LevelSpec], *, seed: int = 0, metric
 
     X: (n, d) float32 ndarray or memmap. Deterministic for a given seed. ``on_level(t, level)``
     is called after each level (progress, checkpoints); ``assigner`` runs the full-pool passes.
+    A level too large for its input is shrunk (level 1) or dropped with the levels above it
+    (:func:`plan_level`); the returned tree's ``notes`` say so.
     """
     if not levels:
         raise ValueError("levels must name at least one LevelSpec")
     X = as_float32_matrix(X)
     fitted: list[Level] = []
+    notes: list[str] = []
     inp = X
-    for t, spec in enumerate(levels, start=1):
+    for t, configured in enumerate(levels, start=1):
+        spec, note = plan_level(configured, t, inp.shape[0])
+        notes += [note] if note else []
+        if spec is None:
+            break
         level = fit_level(inp, spec, seed=level_seed(seed, t), metric=metric, assigner=assigner)
         fitted.append(level)
         if on_level is not None:
             on_level(t, level)
         inp = level.centroids
-    return HierarchicalClustering(fitted, n_points=X.shape[0])
+    return HierarchicalClustering(fitted, n_points=X.shape[0], notes=notes)
 
 
 def level_seed(seed: int, t: int) -> int:

@@ -112,7 +112,6 @@ def test_cosine_hierarchy():
 @pytest.mark.parametrize(
     "X, levels, message",
     [
-        (np.zeros((10, 2), np.float32), [LevelSpec(20)], "only 10 points"),
         (np.zeros((10,), np.float32), [LevelSpec(2)], "2-D"),
         (np.array([[0, 0], [1, np.nan], [2, 2]], np.float32), [LevelSpec(2)], "row 1"),
         (np.array([[0, 0], [1, 1], [np.inf, 2]], np.float32), [LevelSpec(2)], "row 2"),
@@ -124,14 +123,41 @@ def test_hierarchical_kmeans_rejects_bad_input(X, levels, message):
         hierarchical_kmeans(X, levels)
 
 
-def test_level_k_larger_than_previous_level():
+def test_fit_level_refuses_more_clusters_than_points():
+    with pytest.raises(ValueError, match="k=20 clusters but its input has only 10 points"):
+        fit_level(np.random.default_rng(0).normal(size=(10, 2)).astype(np.float32), LevelSpec(20))
+
+
+def test_a_pool_too_small_gets_fewer_levels_with_a_note():
     X = np.random.default_rng(0).normal(size=(500, 2)).astype(np.float32)
-    with pytest.raises(ValueError, match="k=50 clusters but its input has only 20 points"):
-        hierarchical_kmeans(X, [LevelSpec(20), LevelSpec(50)])
+    h = hierarchical_kmeans(X, [LevelSpec(20), LevelSpec(50), LevelSpec(5)])
+    assert h.n_levels == 1 and h.n_points == 500
+    assert h.notes == ["level 2 asks for k=50 clusters but its input has only 20 points: "
+                       "the hierarchy stops at level 1"]
+    small = hierarchical_kmeans(X[:40], [LevelSpec(525), LevelSpec(10)])
+    assert small.levels[0].n_clusters == 20 and small.n_levels == 2
+    assert "level 1 asks for k=525 clusters but the pool has only 40 points: using k=20" in small.notes
+
+
+def test_relative_level_sizes_follow_the_input():
+    spec = LevelSpec(per_cluster=20, resampling_steps=2)
+    assert spec.clusters_for(400) == 20 and spec.clusters_for(8_000_000) == 400_000 and spec.clusters_for(5) == 1
+    resolved = spec.resolved(400)
+    assert (resolved.n_clusters, resolved.per_cluster, resolved.sample_size) == (20, None, 10)
+    X = np.random.default_rng(1).normal(size=(1200, 4)).astype(np.float32)
+    h = hierarchical_kmeans(X, [LevelSpec(per_cluster=20), LevelSpec(per_cluster=4)], seed=0)
+    assert [lv.n_clusters for lv in h.levels] == [60, 15]
+    with pytest.raises(ValueError, match="exactly one of n_clusters"):
+        LevelSpec(10, per_cluster=20)
+    with pytest.raises(ValueError, match="exactly one of n_clusters"):
+        LevelSpec()
+    with pytest.raises(ValueError, match="per_cluster must be >= 1"):
+        LevelSpec(per_cluster=0.5)
 
 
 @pytest.mark.parametrize("field, value", [("n_clusters", 0), ("resampling_steps", -1), ("sample_size", 0),
-                                          ("n_splits", 0), ("n_iter", 0), ("resample_strategy", "far")])
+                                          ("n_splits", 0), ("n_iter", 0), ("resample_strategy", "far"),
+                                          ("seeding_candidates", 0), ("max_points_per_centroid", 0)])
 def test_level_spec_validates(field, value):
     kwargs = {"n_clusters": 5, field: value}
     with pytest.raises(ValueError, match=field):

@@ -9,4 +9,4 @@ for modality in simulated text image satellite; do
   echo "== curating partition: $modality"
   .venv/bin/dagster asset materialize -m curation_assets --select '*' --partition "$modality"
 done
-echo "done: subsets in data/curated/<modality>/subset.parquet, scores in data/benchmarks/<modality>.parquet"
+echo "done: subsets in data/curated/<modality>/subset.parquet, datasets in data/datasets/<modality>/, scores in data/benchmarks/<modality>/scores.parquet"

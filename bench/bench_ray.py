@@ -29,7 +29,7 @@ from curation_assets.config import EmbedderConfig, ExecutionConfig, RayConfig  #
 from curation_assets.core import LevelSpec, fit_level  # noqa: E402
 from curation_assets.embedders import build_embedder  # noqa: E402
 from curation_assets.execution import make_backend  # noqa: E402
-from curation_assets.storage import ShardedArray, ShardWriter  # noqa: E402
+from curation_assets.store import ShardedArray, ShardWriter  # noqa: E402
 
 LOCAL = ExecutionConfig()
 RAY = ExecutionConfig(backend="ray", ray=RayConfig(num_cpus=os.cpu_count()))
@@ -101,7 +101,7 @@ def bench_partition(work: Path, items: int) -> list[dict]:
 
     from curation_assets.config import load_config
     from curation_assets.definitions import build_definitions
-    from curation_assets.resources.execution import ExecutionResource
+    from curation_assets.graph.resources import ExecutionResource
 
     cfg = work / "curation.yaml"
     cfg.write_text(f"""modalities:

@@ -1,8 +1,9 @@
-"""The one user-facing configuration: ``curation.yaml`` (path overridable by env ``CURATION_CONFIG``).
+"""The one configuration tree: ``curation.yaml`` (path overridable by env ``CURATION_CONFIG``).
 
-Per modality it declares the source, the embedder, the hierarchy's levels and the final
-sampling. Omitted fields get automatic defaults derived from the pool size (the paper's
-rule of thumb: sample size r ≈ half the mean cluster size of the level).
+Per modality it declares the source, the embedder, the hierarchy's levels (the core's own
+:class:`~curation_assets.core.LevelSpec`, validated here) and the final sampling. The Definitions
+read it once, when they are loaded; the launchpad's overrides are derived from these models
+(``curation_assets.graph.run_config``), so there is no second schema.
 """
 
 from __future__ import annotations
@@ -12,10 +13,16 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from curation_assets.core import LevelSpec
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / "curation.yaml"
+
+# The paper's shape, relative to the pool: k1 = n/20, then one cluster per 4 below, no resampling
+# (bench/tune_quality.py: resampling lowered the probe on pools of a few thousand).
+DEFAULT_LEVELS = (LevelSpec(per_cluster=20), LevelSpec(per_cluster=4), LevelSpec(per_cluster=4))
 
 
 class ConfigError(ValueError):
@@ -29,47 +36,53 @@ class _Strict(BaseModel):
 class SourceConfig(_Strict):
     """Where the corpus comes from.
 
-    ``auto``: files dropped in ``<root>/raw/<modality>/`` when there are any, else the bundled demo.
-    ``files``: only ``<root>/raw/<modality>/`` (or ``path``, relative to the data root).
-    ``demo``: the bundled demo corpus. ``simulated``: the paper's 2-D mixture.
-    ``reader`` picks how files are read (default: text for a text embedder, satellite for the
-    ``satellite`` modality, image otherwise). ``test_per_class`` rows per label (at most half a
-    class) are held out for benchmarks and never enter curation.
+    ``auto``: the files of ``<root>/raw/<modality>/`` when that folder exists (an existing folder with no
+    readable file is an error, never a silent fallback), else the bundled demo. ``files``: only that
+    folder (or ``path``, relative to the data root). ``demo``: the bundled corpus named ``demo``
+    (default: the modality's name). ``simulated``: the paper's 2-D mixture. ``reader`` picks how files
+    are read (default: the embedder's own reader).
     """
 
     kind: Literal["auto", "files", "demo", "simulated"] = "auto"
     path: str | None = None
-    reader: Literal["text", "image", "satellite"] | None = None
+    reader: str | None = None
+    demo: str | None = None
     max_items: int | None = Field(default=None, gt=0)
     tile_px: int = Field(default=30, gt=3)
     bands: tuple[int, int, int] | None = None
-    test_per_class: int = Field(default=40, ge=0)
+
+    @field_validator("reader")
+    @classmethod
+    def _known_reader(cls, value):
+        from curation_assets.readers import READERS
+
+        if value is not None and value not in READERS:
+            raise ValueError(f"unknown reader {value!r}; known: {sorted(READERS)}")
+        return value
 
 
 class EmbedderConfig(_Strict):
-    """Which model turns items into vectors (``none`` for the 2-D simulated points)."""
+    """Which model turns items into vectors (``points`` for the 2-D simulated points)."""
 
-    kind: Literal["sentence_transformer", "efficientnet_lite0", "none"]
+    kind: str
     model: str | None = None
     batch_size: int = Field(default=64, gt=0)
     image_size: int = Field(default=224, ge=32)
     device: str = "cpu"
     storage_dtype: Literal["float32", "float16"] = "float32"  # float16 halves the shards' disk and page cache
 
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value):
+        from curation_assets.embedders import EMBEDDERS
 
-class LevelConfig(_Strict):
-    """One hierarchy level: k, resampling steps m, sample size r (default: half the mean cluster size)."""
-
-    n_clusters: int = Field(gt=0)
-    resampling_steps: int = Field(default=10, ge=0)
-    sample_size: int | None = Field(default=None, gt=0)
-    resample_strategy: Literal["closest", "random"] = "closest"
-    n_splits: int = Field(default=1, gt=0)
-    n_iter: int = Field(default=50, gt=0)
+        if value not in EMBEDDERS:
+            raise ValueError(f"unknown embedder kind {value!r}; known: {sorted(EMBEDDERS)}")
+        return value
 
 
 class SamplingConfig(_Strict):
-    """The balanced subset: an absolute ``target_size`` or a ``fraction`` of the pool."""
+    """The balanced subset: an absolute ``target_size`` or a ``fraction`` of the pool (default 0.2)."""
 
     target_size: int | None = Field(default=None, gt=0)
     fraction: float | None = Field(default=None, gt=0, le=1)
@@ -90,46 +103,46 @@ class SamplingConfig(_Strict):
         return max(1, round(pool_size * (self.fraction if self.fraction is not None else 0.2)))
 
 
-DEFAULT_DEDUP_THRESHOLD = {"sentence_transformer": 0.94, "efficientnet_lite0": 0.93}
-
-
 class DedupConfig(_Strict):
-    """Near-duplicate removal before clustering: exact content hashes, then cosine ≥ ``threshold``.
-
-    ``threshold`` defaults per embedder, from similarities measured on the demo corpora: text 0.94
-    (MiniLM: a swapped word scores 0.98–0.99, distinct WordNet glosses at most 0.92), images 0.93
-    (EfficientNet-Lite0 at 96 px on 90-px tiles: JPEG q85 re-encodes median 0.96, 10 % resizes 0.98,
-    4-px crops 0.91; distinct tiles' 99.9th percentile 0.86).
-    """
+    """Near-duplicate removal before clustering: exact content hashes, then cosine ≥ ``threshold``
+    (default: the embedder's own, measured on the demo corpora; see README)."""
 
     enabled: bool = True
     threshold: float | None = Field(default=None, gt=0, le=1)
     exact: bool = True
 
-    def resolved_threshold(self, embedder_kind: str) -> float:
-        return self.threshold if self.threshold is not None else DEFAULT_DEDUP_THRESHOLD.get(embedder_kind, 0.99)
-
 
 class BenchmarkConfig(_Strict):
-    """How ``benchmark_scores`` runs: seeds to average over; the paper's 2-D table (simulated only)."""
+    """How ``benchmark_scores`` judges the published subset.
+
+    ``seeds``: seeds of the baselines. The probes are tested on an evaluation split of the labelled pool
+    rows drawn here only: per class at most ``test_per_class`` rows and at most ``test_max_share`` of the
+    class (a class of fewer than 1 / ``test_max_share`` rows gives none); curation still sees every row.
+    """
 
     seeds: list[int] = Field(default=[0, 1, 2], min_length=1)
     paper_2d_table: bool = True
+    test_per_class: int = Field(default=40, ge=0)
+    test_max_share: float = Field(default=0.2, gt=0, le=0.5)
+
+
+class ExportConfig(_Strict):
+    """The ``curated_dataset``: Parquet shards of at most ``shard_rows`` rows and about ``shard_mb`` MB."""
+
+    shard_rows: int = Field(default=100_000, gt=0)
+    shard_mb: float = Field(default=256.0, gt=0)
 
 
 class ModalityConfig(_Strict):
     source: SourceConfig = SourceConfig()
     embedder: EmbedderConfig
     metric: Literal["l2", "cosine"] = "l2"
-    levels: list[LevelConfig] | None = Field(default=None, min_length=1)
+    levels: tuple[LevelSpec, ...] = Field(default=DEFAULT_LEVELS, min_length=1)
     dedup: DedupConfig = DedupConfig()
     sampling: SamplingConfig = SamplingConfig()
     benchmark: BenchmarkConfig = BenchmarkConfig()
+    export: ExportConfig = ExportConfig()
     seed: int = 0
-
-
-DEFAULT_EMBED_TASK_ROWS = 1024
-DEFAULT_ASSIGN_TASK_ROWS = 65_536
 
 
 class RayConfig(_Strict):
@@ -155,8 +168,8 @@ class ExecutionConfig(_Strict):
 
     backend: Literal["local", "ray"] = "local"
     ray: RayConfig = RayConfig()
-    embed_task_rows: int = Field(default=DEFAULT_EMBED_TASK_ROWS, gt=0)
-    assign_task_rows: int = Field(default=DEFAULT_ASSIGN_TASK_ROWS, gt=0)
+    embed_task_rows: int = Field(default=1024, gt=0)
+    assign_task_rows: int = Field(default=65_536, gt=0)
 
 
 class CurationConfig(_Strict):
@@ -165,38 +178,13 @@ class CurationConfig(_Strict):
 
     @property
     def max_levels(self) -> int:
-        return max(len(m.levels) if m.levels else AUTO_LEVELS for m in self.modalities.values())
+        """N, the number of level assets: the largest level count of any modality."""
+        return max(len(m.levels) for m in self.modalities.values())
 
     def modality(self, name: str) -> ModalityConfig:
         if name not in self.modalities:
             raise ConfigError(f"unknown modality {name!r}; configured: {sorted(self.modalities)}")
         return self.modalities[name]
-
-
-AUTO_LEVELS = 3
-AUTO_FIRST_CLUSTER_SIZE = 20
-AUTO_LEVEL_RATIO = 4
-AUTO_RESAMPLING_STEPS = 0
-
-
-def auto_levels(pool_size: int) -> list[LevelConfig]:
-    """Default hierarchy for a pool of n points: k_1 ≈ n/20, then ÷4 per level, up to 3 levels.
-
-    Without resampling: on the three labelled demo corpora (bench/tune_quality.py, 6 seeds) ten
-    resampling steps per level lowered the linear probe below random on pools of a few thousand.
-    """
-    levels, k = [], max(2, pool_size // AUTO_FIRST_CLUSTER_SIZE)
-    while len(levels) < AUTO_LEVELS and k >= 2:
-        levels.append(LevelConfig(n_clusters=k, resampling_steps=AUTO_RESAMPLING_STEPS))
-        k //= AUTO_LEVEL_RATIO
-    return levels or [LevelConfig(n_clusters=1)]
-
-
-def resolved_sample_size(level: LevelConfig, n_inputs: int) -> int:
-    """The paper's rule when r is omitted: r ≈ half the mean cluster size of the level."""
-    if level.sample_size is not None:
-        return level.sample_size
-    return max(1, round(n_inputs / level.n_clusters / 2))
 
 
 def config_path() -> Path:

@@ -1,44 +1,47 @@
-"""The Dagster ``Definitions``: the per-modality curation graph, its jobs, sensor and schedule.
+"""The Dagster ``Definitions``: the per-modality curation graph, its job, sensors and resources.
 
-raw_corpus → embeddings → deduplicated → clustering_level_1 … clustering_level_N → balanced_subset → benchmark_scores
+raw_corpus → embeddings → deduplicated → clustering_level_1 … N → balanced_subset → benchmark_scores → curated_dataset
+
+``curation.yaml`` is read once, here; every asset, check and sensor of the code location uses that one
+configuration object.
 """
 
 from __future__ import annotations
 
-from dagster import AssetSelection, Definitions, define_asset_job
+from dagster import AssetKey, AssetSelection, Definitions, define_asset_job
 
-from curation_assets.assets._common import current_config
-from curation_assets.assets.benchmarks import build_benchmark_asset
-from curation_assets.assets.clustering import build_level_assets
-from curation_assets.assets.corpus import build_corpus_asset
-from curation_assets.assets.dedup import build_dedup_asset
-from curation_assets.assets.embeddings import build_embeddings_asset
-from curation_assets.assets.subset import build_subset_asset
-from curation_assets.config import CurationConfig
-from curation_assets.partitions import modality_partitions
-from curation_assets.resources.embedders import EmbedderResource
-from curation_assets.resources.execution import ExecutionResource
-from curation_assets.schedules import build_daily_benchmarks_schedule
-from curation_assets.sensors import build_raw_files_sensor
+from curation_assets.config import CurationConfig, load_config
+from curation_assets.graph.automation import build_config_sensor, build_raw_files_sensor
+from curation_assets.graph.cluster import build_level_assets
+from curation_assets.graph.curate import build_balanced_subset
+from curation_assets.graph.dedup import build_deduplicated
+from curation_assets.graph.embed import build_embeddings
+from curation_assets.graph.evaluate import build_benchmark_scores
+from curation_assets.graph.export import build_curated_dataset
+from curation_assets.graph.ingest import build_raw_corpus
+from curation_assets.graph.io import CurationIOManager
+from curation_assets.graph.partitions import modality_partitions
+from curation_assets.graph.resources import EmbedderResource, ExecutionResource
 
 
-def build_definitions(config: CurationConfig) -> Definitions:
-    partitions = modality_partitions(config)
-    n = config.max_levels
-    assets = [build_corpus_asset(partitions), build_embeddings_asset(partitions), build_dedup_asset(partitions),
-              *build_level_assets(n, partitions),
-              build_subset_asset(n, partitions), build_benchmark_asset(partitions)]
+def build_definitions(curation: CurationConfig) -> Definitions:
+    partitions = modality_partitions(curation)
+    assets = [build_raw_corpus(curation, partitions), build_embeddings(curation, partitions),
+              build_deduplicated(curation, partitions), *build_level_assets(curation, partitions),
+              build_balanced_subset(curation, partitions), build_benchmark_scores(curation, partitions),
+              build_curated_dataset(curation, partitions)]
     curate = define_asset_job("curate", selection=AssetSelection.all(), partitions_def=partitions,
                               description="The whole curation graph of one modality partition.")
-    refresh = define_asset_job("refresh_benchmarks", selection=AssetSelection.assets("benchmark_scores"),
-                               partitions_def=partitions)
+
+    def downstream_of(asset: str) -> set[AssetKey]:
+        return AssetSelection.assets(asset).downstream().resolve(assets)
+
     return Definitions(
         assets=assets,
-        jobs=[curate, refresh],
-        sensors=[build_raw_files_sensor(curate)],
-        schedules=[build_daily_benchmarks_schedule(refresh)],
-        resources={"embedder": EmbedderResource(), "execution": ExecutionResource()},
+        jobs=[curate],
+        sensors=[build_raw_files_sensor(curation, curate), build_config_sensor(curation, curate, downstream_of)],
+        resources={"store": CurationIOManager(), "embedder": EmbedderResource(), "execution": ExecutionResource()},
     )
 
 
-defs = build_definitions(current_config())
+defs = build_definitions(load_config())

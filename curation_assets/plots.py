@@ -58,14 +58,15 @@ def share_bars_md(categories, pool_share, subset_share, title: str, pool_label="
     return _to_markdown(plt, fig, title)
 
 
-def method_bars_md(table: dict[str, dict[str, float]], title: str) -> str:
-    """Grouped bars: one group per metric, one bar per method (value ± std when given)."""
+def method_bars_md(rows: list[dict], metrics: list[str], title: str) -> str:
+    """Grouped bars from long-form score rows (method, metric, value, std): one group per metric, one bar
+    per method (value ± std)."""
+    cell = {(r["method"], r["metric"]): (r["value"], r["std"]) for r in rows if r["metric"] in metrics}
+    methods = list(dict.fromkeys(m for m, _ in cell))
     plt, (fig, ax) = _figure(9.0, 3.6)
-    metrics = list(next(iter(table.values())).keys())
-    methods = list(table)
-    width = 0.8 / len(methods)
+    width = 0.8 / max(1, len(methods))
     for i, method in enumerate(methods):
-        vals = [table[method].get(m, (np.nan, 0.0)) for m in metrics]
+        vals = [cell.get((method, m), (np.nan, 0.0)) for m in metrics]
         ax.bar(np.arange(len(metrics)) + i * width, [v[0] for v in vals], width, yerr=[v[1] for v in vals],
                label=method)
     ax.set_xticks(np.arange(len(metrics)) + 0.4 - width / 2, metrics, rotation=20, ha="right", fontsize=7)
@@ -74,14 +75,47 @@ def method_bars_md(table: dict[str, dict[str, float]], title: str) -> str:
     return _to_markdown(plt, fig, title)
 
 
-def scatter_md(points, highlight, title: str) -> str:
+def scores_markdown(rows: list[dict]) -> str:
+    """Long-form score rows as a metric × method markdown table of "value ± std"."""
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    metrics = list(dict.fromkeys(r["metric"] for r in rows))
+    cell = {(r["method"], r["metric"]): f"{r['value']:.3f} ± {r['std']:.3f}" for r in rows}
+    return markdown_table([{"metric": m, **{meth: cell.get((meth, m), "") for meth in methods}} for m in metrics],
+                          max_rows=len(metrics), max_chars=40)
+
+
+def scatter_md(points, highlight, title: str, equal_axes: bool = True) -> str:
     """2-D pool in grey with the selected points (or centroids) on top."""
-    plt, (fig, ax) = _figure(4.0, 4.0)
-    ax.scatter(points[:, 0], points[:, 1], s=1, color="#c0c0c0")
-    ax.scatter(highlight[:, 0], highlight[:, 1], s=3, color="#4c72b0")
-    ax.set_aspect("equal")
-    ax.set_title(title)
+    plt, (fig, ax) = _figure(4.5, 4.5)
+    ax.scatter(points[:, 0], points[:, 1], s=1, color="#c0c0c0", label="pool")
+    ax.scatter(highlight[:, 0], highlight[:, 1], s=3, color="#4c72b0", label="subset")
+    if equal_axes:
+        ax.set_aspect("equal")
+    ax.legend(fontsize=7, markerscale=4)
+    ax.set_title(title, fontsize=9)
     return _to_markdown(plt, fig, title)
+
+
+def project_2d(X: np.ndarray, fit_rows: np.ndarray) -> np.ndarray:
+    """A 2-D view of the rows of X: themselves when d = 2, else PCA fitted on ``fit_rows`` of X."""
+    X = np.asarray(X, dtype=np.float64)
+    if X.shape[1] <= 2:
+        return X[:, :2]
+    mean = X[fit_rows].mean(axis=0)
+    _, _, vt = np.linalg.svd(X[fit_rows] - mean, full_matrices=False)
+    return (X - mean) @ vt[:2].T
+
+
+def map_md(X, rows: np.ndarray, max_points: int, seed: int, title: str) -> str:
+    """The pool (a random sample of at most ``max_points`` rows) and the subset rows ``rows`` (at most as
+    many) on one 2-D map (PCA of the sampled pool for d > 2)."""
+    rng = np.random.default_rng(seed)
+    pool = np.arange(len(X)) if len(X) <= max_points else np.sort(rng.choice(len(X), max_points, replace=False))
+    chosen = np.unique(rows)
+    chosen = chosen if len(chosen) <= max_points else np.sort(rng.choice(chosen, max_points, replace=False))
+    both = np.concatenate([pool, chosen])
+    xy = project_2d(X[both], np.arange(len(pool)))
+    return scatter_md(xy[: len(pool)], xy[len(pool):], title, equal_axes=X.shape[1] <= 2)
 
 
 def markdown_table(rows: list[dict], max_rows: int = 10, max_chars: int = 60) -> str:
@@ -95,3 +129,45 @@ def markdown_table(rows: list[dict], max_rows: int = 10, max_chars: int = 60) ->
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(cell(r[c]) for c in cols) + " |" for r in rows[:max_rows]]
     return "\n".join(lines)
+
+
+def thumbnail_png(blob: bytes, px: int = 48) -> bytes:
+    """A PNG thumbnail (at most ``px`` × ``px``) of encoded image bytes; empty bytes when it cannot decode."""
+    from PIL import Image
+
+    try:
+        img = Image.open(io.BytesIO(blob))
+        img.thumbnail((px, px))
+        buf = io.BytesIO()
+        img.convert("RGB").save(buf, format="PNG")
+        return buf.getvalue()
+    except Exception:  # a preview must never fail the asset
+        return b""
+
+
+def preview_html(item, px: int = 48, chars: int = 80) -> str:
+    """An inline preview for a markdown table cell: an ``<img>`` of image bytes, else the text, cut."""
+    if isinstance(item, bytes):
+        return f'<img src="data:image/png;base64,{base64.b64encode(thumbnail_png(item, px)).decode()}" width="{px}"/>'
+    return str(item)[:chars]
+
+
+def gallery_png_md(rows: list[tuple[str, list[bytes]]], title: str, px: int = 56) -> str:
+    """A grid of thumbnails: one row per cluster (its caption, then its images), as markdown."""
+    from PIL import Image, ImageDraw
+
+    width = max(len(images) for _, images in rows)
+    caption_w = 150
+    grid = Image.new("RGB", (caption_w + width * (px + 4), len(rows) * (px + 6) + 22), "white")
+    draw = ImageDraw.Draw(grid)
+    draw.text((4, 4), title, fill="black")
+    for r, (caption, images) in enumerate(rows):
+        y = 22 + r * (px + 6)
+        draw.text((4, y + px // 2 - 12), caption, fill="black")
+        for c, blob in enumerate(images):
+            thumb = thumbnail_png(blob, px)
+            if thumb:
+                grid.paste(Image.open(io.BytesIO(thumb)).convert("RGB"), (caption_w + c * (px + 4), y))
+    buf = io.BytesIO()
+    grid.save(buf, format="PNG")
+    return f"![{title}](data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()})"

@@ -24,7 +24,7 @@ SMALL_CONFIG = """
 modalities:
   simulated:
     source: {kind: simulated}
-    embedder: {kind: none}
+    embedder: {kind: points}
     dedup: {enabled: false}
     levels:
       - {n_clusters: 300, resampling_steps: 3, sample_size: 2}
@@ -33,31 +33,31 @@ modalities:
     sampling: {target_size: 300, seed: 0}
     benchmark: {seeds: [0], paper_2d_table: false}
   text:
-    source: {kind: auto, max_items: 300, test_per_class: 2}
+    source: {kind: auto, max_items: 300}
     embedder: {kind: sentence_transformer, batch_size: 64}
     metric: cosine
     levels:
-      - {n_clusters: 30, resampling_steps: 3}
-      - {n_clusters: 8, resampling_steps: 3}
+      - {per_cluster: 10, resampling_steps: 3}
+      - {per_cluster: 4, resampling_steps: 3}
     sampling: {fraction: 0.3, seed: 0}
-    benchmark: {seeds: [0]}
+    benchmark: {seeds: [0], test_per_class: 2}
   image:
-    source: {kind: auto, max_items: 300, test_per_class: 5}
+    source: {kind: auto, max_items: 300}
     embedder: {kind: efficientnet_lite0, batch_size: 64, image_size: 64}
     metric: cosine
     levels:
-      - {n_clusters: 30, resampling_steps: 3}
-      - {n_clusters: 8, resampling_steps: 3}
+      - {per_cluster: 10, resampling_steps: 3}
+      - {per_cluster: 4, resampling_steps: 3}
     sampling: {fraction: 0.3, seed: 0}
-    benchmark: {seeds: [0]}
+    benchmark: {seeds: [0], test_per_class: 5}
   satellite:
-    source: {kind: auto, max_items: 200, tile_px: 30, test_per_class: 5}
+    source: {kind: auto, reader: satellite, max_items: 200, tile_px: 30}
     embedder: {kind: efficientnet_lite0, batch_size: 64, image_size: 64}
     metric: cosine
     levels:
       - {n_clusters: 20, resampling_steps: 3}
     sampling: {target_size: 40, seed: 0}
-    benchmark: {seeds: [0]}
+    benchmark: {seeds: [0], test_per_class: 5}
 """
 
 

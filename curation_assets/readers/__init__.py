@@ -7,20 +7,44 @@
 Each returns a :class:`CorpusIterator`: iterate it for DataFrames, then read ``.skipped`` (a
 :class:`SkipCounts` dict ``{rule: n}``) for the rows each skip rule dropped. Problems the user must fix raise
 :class:`CorpusError` (a ``ValueError``) whose message names the file (and row/line/offset where relevant).
+:data:`READERS` names them for ``source.reader`` in ``curation.yaml``; a new file format is one entry here.
 No module here imports torch, sentence-transformers or dagster.
 """
 
-from ._common import CorpusError, CorpusIterator, SkipCounts
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ._common import CorpusError, CorpusIterator, SkipCounts, visible_files
 from .images import iter_image_corpus
 from .satellite import iter_satellite_corpus
 from .text import content_id, iter_text_corpus
 
+
+@dataclass(frozen=True)
+class Reader:
+    """A folder format: the corpus column it fills and ``stream(directory, source) -> CorpusIterator``
+    (``source``: the modality's ``source`` block, for options such as ``tile_px``)."""
+
+    content_column: str
+    stream: Callable[..., CorpusIterator]
+
+
+READERS = {
+    "text": Reader("text", lambda directory, source: iter_text_corpus(directory)),
+    "image": Reader("image", lambda directory, source: iter_image_corpus(directory)),
+    "satellite": Reader("image", lambda directory, source: iter_satellite_corpus(
+        directory, tile_px=source.tile_px, bands=source.bands)),
+}
+
 __all__ = [
+    "READERS",
     "CorpusError",
     "CorpusIterator",
+    "Reader",
     "SkipCounts",
     "content_id",
     "iter_image_corpus",
     "iter_satellite_corpus",
     "iter_text_corpus",
+    "visible_files",
 ]

@@ -34,10 +34,6 @@ class SkipCounts(dict):
             if len(ex) < _MAX_EXAMPLES:
                 ex.append(example)
 
-    @property
-    def total(self) -> int:
-        return sum(self.values())
-
 
 class CorpusIterator(Iterator[pl.DataFrame]):
     """Iterator over canonical batches (``pl.DataFrame``) of a corpus.
@@ -64,26 +60,40 @@ class CorpusIterator(Iterator[pl.DataFrame]):
         return df
 
 
-def discover(directory: Path, suffixes: Iterable[str], expected: str) -> list[Path]:
-    """Files under ``directory`` (recursive) with a lower-case suffix in ``suffixes``, sorted by relpath.
+def visible_files(directory: Path) -> tuple[list[Path], list[str]]:
+    """(files under ``directory``, recursive, sorted by relative path; the hidden entries left out).
 
-    Hidden files/folders (name starting with ".") are ignored.
+    Hidden = any part of the relative path starts with "." (``.docs.jsonl``, ``.cache/a.txt``). The one
+    rule for what a user's folder holds, shared by the readers and the raw-files sensor.
+    """
+    files, hidden = [], []
+    for p in directory.rglob("*"):
+        rel = p.relative_to(directory)
+        if any(part.startswith(".") for part in rel.parts):
+            hidden.append(rel.as_posix())
+        elif p.is_file():
+            files.append((rel.as_posix(), p))
+    files.sort(key=lambda t: t[0])
+    return [p for _, p in files], sorted(hidden)
+
+
+def discover(directory: Path, suffixes: Iterable[str], expected: str) -> list[Path]:
+    """Visible files under ``directory`` with a lower-case suffix in ``suffixes``, sorted by relative path.
+
+    Raises :class:`CorpusError` naming the directory and what it skipped when none is readable.
     """
     directory = Path(directory)
     if not directory.is_dir():
         raise CorpusError(f"corpus directory {directory} does not exist or is not a directory")
     suffixes = {s.lower() for s in suffixes}
-    found = []
-    for p in directory.rglob("*"):
-        rel = p.relative_to(directory)
-        if any(part.startswith(".") for part in rel.parts):
-            continue
-        if p.suffix.lower() in suffixes and p.is_file():
-            found.append((rel.as_posix(), p))
+    files, hidden = visible_files(directory)
+    found = [p for p in files if p.suffix.lower() in suffixes]
     if not found:
-        raise CorpusError(f"no supported files under {directory} (expected {expected})")
-    found.sort(key=lambda t: t[0])
-    return [p for _, p in found]
+        other = [p.relative_to(directory).as_posix() for p in files]
+        skipped = (f"hidden: {hidden[:5]}" if hidden else "no hidden entries") + ", " + \
+                  (f"unsupported: {other[:5]}" if other else "no other files")
+        raise CorpusError(f"no readable file under {directory} (expected {expected}; skipped {skipped})")
+    return found
 
 
 def rebatch(frames: Iterable[pl.DataFrame], batch_rows: int) -> Iterator[pl.DataFrame]:
@@ -117,10 +127,6 @@ class IdRegistry:
     def file_index(self, relpath: str) -> int:
         self._files.append(relpath)
         return len(self._files) - 1
-
-    def first_file(self, id_: str) -> str | None:
-        i = self._seen.get(id_)
-        return None if i is None else self._files[i]
 
     def check_unique(self, ids: list[str], file_idx: int, where: Callable[[int], str]) -> None:
         """Register ``ids``; raise CorpusError naming the id and both files on a duplicate."""

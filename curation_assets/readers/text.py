@@ -7,7 +7,9 @@ Rules (skip = drop the row and count it in ``iterator.skipped``; error = raise :
   naming the file and the columns it has. ``.txt``: one document per non-empty line (line terminators removed,
   other whitespace kept).
 - ``id``: the file's ``id`` column cast to string when present (a null/empty id is an error naming file and
-  row); otherwise ``"sha1:" + sha1(text, utf-8).hexdigest()[:16]``.
+  row: a file's ids are all the user's or none are); otherwise ``"sha1:" + sha1(text, utf-8).hexdigest()[:16]``.
+- ``text`` must hold strings: a parquet column of another type, or a jsonl value that is not a string, is an
+  error naming the file (and line) and the type, never silently cast.
 - ``label`` (optional, benchmarks only) is passed through as a string; empty labels become null.
 - skip ``empty_text``: text null, missing, empty or whitespace-only.
 - skip ``duplicate_text``: a row *without* an explicit id whose content-derived id was already seen, i.e. an
@@ -16,11 +18,13 @@ Rules (skip = drop the row and count it in ``iterator.skipped``; error = raise :
 - error: bytes that are not valid UTF-8 in csv/jsonl/txt -- the message names the file, the byte offset and
   the line. We do *not* decode with ``errors="replace"``: silently altered text would change ids and
   embeddings.
-- error: a jsonl line that is not a JSON object (names file and line); a jsonl ``text`` that is a list/object.
+- error: a jsonl line that is not a JSON object (names file and line); jsonl records that disagree on having
+  an ``id`` (names the first record without one).
 """
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 from collections.abc import Iterator
@@ -137,6 +141,10 @@ def _read_parquet(path: Path, rel: str, batch_rows: int) -> Iterator[tuple[pl.Da
     names = pf.schema_arrow.names
     if "text" not in names:
         raise _missing_text(rel, names)
+    text_type = pf.schema_arrow.field("text").type
+    if not (pa.types.is_string(text_type) or pa.types.is_large_string(text_type)
+            or pa.types.is_string_view(text_type)):
+        raise CorpusError(f"{rel}: column 'text' must hold strings, found type {text_type}")
     cols = [c for c in ("id", "text", "label") if c in names]
     try:
         for batch in pf.iter_batches(batch_size=batch_rows, columns=cols):
@@ -157,7 +165,7 @@ def _read_lines(path: Path, rel: str, batch_rows: int) -> Iterator[tuple[list[st
             if not chunk_lines:
                 return
             data = b"".join(chunk_lines)
-            if line_no == 1 and data.startswith(codecs_bom()):
+            if line_no == 1 and data.startswith(codecs.BOM_UTF8):
                 data = data[3:]
                 offset += 3
             try:
@@ -172,10 +180,6 @@ def _read_lines(path: Path, rel: str, batch_rows: int) -> Iterator[tuple[list[st
                 yield lines[i : i + batch_rows], line_no + i
             offset += len(data)
             line_no += data.count(b"\n")
-
-
-def codecs_bom() -> bytes:
-    return b"\xef\xbb\xbf"
 
 
 def _read_txt(path: Path, rel: str, batch_rows: int) -> Iterator[tuple[pl.DataFrame, bool]]:
@@ -194,10 +198,23 @@ def _scalar_str(v: object) -> str | None:
     raise TypeError(type(v).__name__)
 
 
+def _record(rec: object, rel: str, line: int) -> tuple[str | None, str | None, str | None, bool]:
+    """(text, id, label, has id) of one jsonl record; errors name the file and line."""
+    if not isinstance(rec, dict):
+        raise CorpusError(f"{rel}: line {line} is not a JSON object")
+    text = rec.get("text")
+    if text is not None and not isinstance(text, str):
+        raise CorpusError(f"{rel}: line {line}: 'text' must be a string, got {type(text).__name__} {text!r:.40}")
+    try:
+        return text, _scalar_str(rec.get("id")), _scalar_str(rec.get("label")), "id" in rec
+    except TypeError as e:
+        raise CorpusError(f"{rel}: line {line}: 'id'/'label' must be a string or scalar, got {e}") from None
+
+
 def _read_jsonl(path: Path, rel: str, batch_rows: int) -> Iterator[tuple[pl.DataFrame, bool]]:
     has_id: bool | None = None
-    has_label = False
-    for lines, first_line in _read_lines(path, rel, batch_rows):
+    first_line = 0
+    for lines, line0 in _read_lines(path, rel, batch_rows):
         ids: list[str | None] = []
         texts: list[str | None] = []
         labels: list[str | None] = []
@@ -207,31 +224,24 @@ def _read_jsonl(path: Path, rel: str, batch_rows: int) -> Iterator[tuple[pl.Data
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError as e:
-                raise CorpusError(f"{rel}: line {first_line + k} is not valid JSON: {e}") from None
-            if not isinstance(rec, dict):
-                raise CorpusError(f"{rel}: line {first_line + k} is not a JSON object")
-            if has_id is None:  # the first record defines the columns
+                raise CorpusError(f"{rel}: line {line0 + k} is not valid JSON: {e}") from None
+            text, id_, label, rec_has_id = _record(rec, rel, line0 + k)
+            if has_id is None:  # the first record decides: the user's ids for every record, or none
                 if "text" not in rec:
                     raise _missing_text(rel, list(rec))
-                has_id = "id" in rec
-                has_label = "label" in rec
-            try:
-                texts.append(_scalar_str(rec.get("text")))
-                if has_id:
-                    ids.append(_scalar_str(rec.get("id")))
-                if has_label:
-                    labels.append(_scalar_str(rec.get("label")))
-            except TypeError as e:
-                raise CorpusError(
-                    f"{rel}: line {first_line + k}: 'text'/'id'/'label' must be a string or scalar, got {e}"
-                ) from None
+                has_id, first_line = rec_has_id, line0 + k
+            elif rec_has_id != has_id:
+                without = line0 + k if has_id else first_line
+                raise CorpusError(f"{rel}: line {without} has no 'id' but other records have one: give every "
+                                  "record an id, or none (content-hash ids)")
+            texts.append(text)
+            ids.append(id_)
+            labels.append(label)
         if not texts:
             continue
-        data: dict[str, list[str | None]] = {"text": texts}
+        data: dict[str, list[str | None]] = {"text": texts, "label": labels}
         if has_id:
             data["id"] = ids
-        if has_label:
-            data["label"] = labels
         yield pl.DataFrame(data, schema={c: pl.String for c in data}), bool(has_id)
 
 

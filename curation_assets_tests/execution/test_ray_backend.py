@@ -9,7 +9,7 @@ import ray
 from curation_assets.config import ExecutionConfig, RayConfig
 from curation_assets.core import LevelSpec, fit_level
 from curation_assets.execution import InProcessBackend, make_backend
-from curation_assets.storage import ShardedArray, ShardWriter
+from curation_assets.store import ShardedArray, ShardWriter
 
 
 @pytest.fixture(scope="module")

@@ -102,7 +102,7 @@ def test_duplicate_id_between_parquet_and_folder(tmp_path: Path) -> None:
 
 
 def test_empty_dir(tmp_path: Path) -> None:
-    with pytest.raises(CorpusError, match="no supported files under"):
+    with pytest.raises(CorpusError, match="no readable file under"):
         iter_image_corpus(tmp_path)
 
 

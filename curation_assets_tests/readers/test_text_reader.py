@@ -69,7 +69,7 @@ def test_missing_text_column_names_file_and_columns(tmp_path: Path, fmt: str) ->
 
 def test_no_supported_files(tmp_path: Path) -> None:
     (tmp_path / "notes.md").write_text("x")
-    with pytest.raises(CorpusError, match="no supported files under"):
+    with pytest.raises(CorpusError, match="no readable file under"):
         iter_text_corpus(tmp_path)
 
 

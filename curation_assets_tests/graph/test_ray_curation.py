@@ -17,8 +17,8 @@ import pytest
 import ray
 from dagster import AssetSelection
 
-from curation_assets.resources.execution import ExecutionResource
-from curation_assets.storage import Layout, ShardedArray
+from curation_assets.graph.resources import ExecutionResource
+from curation_assets.store import Layout, ShardedArray
 
 from ._helpers import curate
 
@@ -82,7 +82,7 @@ def stop_process_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
 
 def outputs(root: Path, modality: str) -> dict:
     layout = Layout(modality, root)
-    out = {"subset": pl.read_parquet(layout.curated_dir / "subset.parquet"),
+    out = {"subset": pl.read_parquet(layout.subset_dir / "subset.parquet"),
            "embeddings": np.asarray(ShardedArray.open(layout.embeddings_dir))}
     for t in (1, 2):
         out[f"level_{t}"] = np.load(layout.level_dir(t) / "assignment.npy")

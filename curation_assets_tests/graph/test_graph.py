@@ -4,8 +4,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from curation_assets.storage import ShardedArray
-from curation_assets_tests.assets._helpers import assert_data_checks_pass, check_results, curate
+from curation_assets.store import ShardedArray
+from curation_assets_tests.graph._helpers import assert_data_checks_pass, check_results, curate
 
 
 def sha(path):
@@ -20,13 +20,12 @@ def test_simulated_partition_end_to_end(small_config, data_root):
     assert len(subset) == 300 and subset["id"].n_unique() == 300
     checks = check_results(result)
     assert checks and all(checks.values()), checks
-    scores = pl.read_parquet(data_root / "benchmarks/simulated.parquet")
-    assert {"method", "metric", "value", "std"} <= set(scores.columns)
-    assert set(scores["method"]) >= {"random", "kmeans", "hierarchical", "hierarchical_resampled", "full"}
-    # the held-out test rows never enter curation
-    split = pl.read_parquet(data_root / "corpus/simulated/split.parquet")
-    test_ids = split.filter(pl.col("split") == "test")["id"]
-    assert len(test_ids) > 0 and not subset["id"].is_in(test_ids.implode()).any()
+    scores = pl.read_parquet(data_root / "benchmarks/simulated/scores.parquet")
+    assert {"method", "metric", "value", "std", "spread"} <= set(scores.columns)
+    assert set(scores["method"]) >= {"published", "random", "kmeans", "hierarchical", "hierarchical_resampled",
+                                     "full"}
+    # every labelled row is in the pool: nothing is held out of curation
+    assert len(pl.read_parquet(data_root / "deduplicated/simulated/pool.parquet")) == 9000
 
 
 def test_rerun_is_reused_and_byte_identical_and_seed_changes_it(small_config, data_root):
@@ -39,7 +38,7 @@ def test_rerun_is_reused_and_byte_identical_and_seed_changes_it(small_config, da
     assert sha(path) == first
     assert level_1.stat().st_mtime_ns == mtime  # not recomputed
     mats = {e.asset_key.to_user_string(): e for e in result.get_asset_materialization_events()}
-    assert len(mats) == 8
+    assert len(mats) == 9
     curate(small_config, "simulated", selection=["balanced_subset"],
            run_config={"ops": {"balanced_subset": {"config": {"seed": 1}}}})
     assert sha(path) != first
@@ -66,8 +65,8 @@ def test_text_partition_with_real_model(small_config, data_root):
     X = ShardedArray.open(data_root / "embeddings/text")
     assert X.shape[1] == 384
     subset = pl.read_parquet(data_root / "curated/text/subset.parquet")
-    corpus = pl.read_parquet(data_root / "corpus/text/split.parquet")
-    assert len(subset) == round(0.3 * (corpus["split"] == "pool").sum())
+    pool = pl.read_parquet(data_root / "deduplicated/text/pool.parquet")
+    assert len(subset) == round(0.3 * len(pool)) and subset["id"].is_in(pool["id"].implode()).all()
     assert_data_checks_pass(result)
 
 

@@ -5,7 +5,7 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from curation_assets_tests.assets._helpers import assert_data_checks_pass, curate
+from curation_assets_tests.graph._helpers import assert_data_checks_pass, curate
 
 TOPICS = {
     "cooking": ["Simmer the {} sauce slowly", "Chop the {} finely before frying", "Bake the {} bread for an hour"],
@@ -27,7 +27,7 @@ def test_users_parquet_text_corpus_is_curated_without_code_change(small_config, 
     subset = pl.read_parquet(data_root / "curated/text/subset.parquet")
     assert subset["id"].str.starts_with("doc-").all()
     meta = result.asset_materializations_for_node("raw_corpus")[0].metadata
-    assert meta["source"].value == "files" and meta["rows"].value == len(rows)
+    assert meta["source"].value == "files" and meta["dagster/row_count"].value == len(rows)
     assert_data_checks_pass(result)
 
 

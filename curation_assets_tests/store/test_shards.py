@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from curation_assets.core import LevelSpec, hierarchical_kmeans
-from curation_assets.storage import ShardedArray, ShardWriter
+from curation_assets.store import ShardedArray, ShardWriter
 
 
 def write_shards(tmp_path, X, shard_rows, dtype="float32"):

@@ -5,7 +5,7 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from curation_assets_tests.assets._helpers import HashEmbedder, curate
+from curation_assets_tests.graph._helpers import HashEmbedder, curate
 
 
 def write_docs(data_root, rows):
@@ -31,7 +31,7 @@ def test_exact_copies_are_removed_audited_and_never_reach_clustering(small_confi
     subset = pl.read_parquet(data_root / "curated/text/subset.parquet")
     assert "z-copy" not in subset["id"].to_list()
     level_1_inputs = len(np.load(data_root / "clustering/text/level_1/assignment.npy"))
-    kept = pl.read_parquet(data_root / "deduplicated/text/kept.parquet")
+    kept = pl.read_parquet(data_root / "deduplicated/text/pool.parquet")
     assert level_1_inputs == len(kept)
 
 

@@ -1,11 +1,27 @@
-"""The execution resource: which backend runs embedding and the full-pool assignments."""
+"""Resources: the embedder (built once per process) and the execution backend, each overridable per run."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 from dagster import ConfigurableResource
 
-from curation_assets.config import ExecutionConfig
+from curation_assets.config import EmbedderConfig, ExecutionConfig
+from curation_assets.embedders import build_embedder
 from curation_assets.execution import make_backend
+
+
+class EmbedderResource(ConfigurableResource):
+    """Turns a modality's ``embedder`` YAML block into an embedder; optional run-wide overrides."""
+
+    device: str | None = None
+    batch_size: int | None = None
+
+    def factory(self, cfg: EmbedderConfig) -> Callable:
+        """A picklable zero-argument callable that builds the embedder: called in this process, or once
+        in every worker of a distributed backend (one model per worker)."""
+        return functools.partial(build_embedder, cfg, self.device, self.batch_size)
 
 
 class ExecutionResource(ConfigurableResource):

@@ -5,7 +5,6 @@ import polars as pl
 
 from curation_assets.core import LevelSpec, hierarchical_kmeans, hierarchical_sampling
 from curation_assets.core.synthetic import zipf_concepts
-from curation_assets.graph.checks import scores_checks
 from curation_assets.evaluation import (
     ORACLE,
     PUBLISHED,
@@ -17,6 +16,7 @@ from curation_assets.evaluation import (
     oracle_balanced,
     whitening,
 )
+from curation_assets.graph.checks import scores_checks
 
 
 def test_oracle_is_as_balanced_as_class_sizes_allow():

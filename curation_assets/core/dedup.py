@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import faiss
@@ -36,6 +36,7 @@ DEFAULT_NPROBE = 3  # buckets every row is compared against in the blocked searc
 BLOCK_KMEANS_ITER = 10
 SIM_TOLERANCE = 1e-6  # float32 rounding: cos >= threshold - 1e-6 counts (threshold=1.0 finds identical rows)
 _NORMALISE_CHUNK_ROWS = 65_536
+Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -171,13 +172,15 @@ def _group_by(keys: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def near_duplicate_pairs(U: np.ndarray, threshold: float, *, block_clusters: int | None = None, seed: int = 0,
-                         nprobe: int = DEFAULT_NPROBE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                         nprobe: int = DEFAULT_NPROBE,
+                         progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs (i < j, unique) of unit rows of U with cosine >= threshold, and their cosine (float32).
 
     ``block_clusters`` None: exact range search when n <= ``EXACT_SEARCH_MAX_ROWS``, else
     ~n / ``ROWS_PER_BUCKET`` k-means buckets; 1: always exact. Blocked: spherical k-means (``seed``)
     places every row in its nearest bucket, and every row is compared (exactly) with the rows of its
     ``nprobe`` nearest buckets. U must be C-contiguous float32 with unit (or zero) rows.
+    ``progress(done, total)`` is called after every bucket searched.
     """
     threshold = _check_threshold(threshold)
     _check_block_params(block_clusters, nprobe)
@@ -198,6 +201,8 @@ def near_duplicate_pairs(U: np.ndarray, threshold: float, *, block_clusters: int
     v_order, v_bounds = _group_by(visit.ravel(), block_clusters)
     keys, sims = [], []
     for b in range(block_clusters):
+        if progress is not None:
+            progress(b, block_clusters)
         members = m_order[m_bounds[b] : m_bounds[b + 1]]
         queries = v_order[v_bounds[b] : v_bounds[b + 1]] // probes  # flat (row, probe) position -> row
         if len(members) == 0 or len(queries) == 0:
@@ -215,7 +220,8 @@ def near_duplicate_pairs(U: np.ndarray, threshold: float, *, block_clusters: int
 
 
 def near_duplicates(X, threshold: float, ids: Sequence[str], *, block_clusters: int | None = None, seed: int = 0,
-                    nprobe: int = DEFAULT_NPROBE, exclude: np.ndarray | None = None) -> np.ndarray:
+                    nprobe: int = DEFAULT_NPROBE, exclude: np.ndarray | None = None,
+                    progress: Progress | None = None) -> np.ndarray:
     """For every row, the row index of its near-duplicate group's representative (int64, shape (n,)).
 
     Groups are connected components of the graph of pairs with cosine >= threshold (see
@@ -227,11 +233,11 @@ def near_duplicates(X, threshold: float, ids: Sequence[str], *, block_clusters: 
     X = as_float32_matrix(X)
     check_finite(X)
     ids = _check_ids(ids, X.shape[0])
-    return _near_rep(X, np.argsort(ids, kind="stable"), threshold, exclude, block_clusters, seed, nprobe)
+    return _near_rep(X, np.argsort(ids, kind="stable"), threshold, exclude, block_clusters, seed, nprobe, progress)
 
 
 def _near_rep(X: np.ndarray, canon: np.ndarray, threshold: float, exclude: np.ndarray | None,
-              block_clusters: int | None, seed: int, nprobe: int) -> np.ndarray:
+              block_clusters: int | None, seed: int, nprobe: int, progress: Progress | None) -> np.ndarray:
     n = X.shape[0]
     rows = canon
     if exclude is not None:
@@ -243,7 +249,8 @@ def _near_rep(X: np.ndarray, canon: np.ndarray, threshold: float, exclude: np.nd
     if len(rows) < 2:
         return rep
     U = _unit_rows_inplace(np.ascontiguousarray(X[rows], dtype=np.float32))  # fancy index = one copy, id order
-    i, j, _ = near_duplicate_pairs(U, threshold, block_clusters=block_clusters, seed=seed, nprobe=nprobe)
+    i, j, _ = near_duplicate_pairs(U, threshold, block_clusters=block_clusters, seed=seed, nprobe=nprobe,
+                                   progress=progress)
     del U
     rep[rows] = rows[_component_min(len(rows), i, j)]
     return rep
@@ -253,13 +260,14 @@ def _near_rep(X: np.ndarray, canon: np.ndarray, threshold: float, exclude: np.nd
 
 
 def deduplicate(X, ids: Sequence[str], threshold: float, content_keys: Sequence[bytes | str] | None = None, *,
-                block_clusters: int | None = None, seed: int = 0, nprobe: int = DEFAULT_NPROBE) -> DedupResult:
+                block_clusters: int | None = None, seed: int = 0, nprobe: int = DEFAULT_NPROBE,
+                progress: Progress | None = None) -> DedupResult:
     """Exact duplicates first (by content hash, when ``content_keys`` are given), then near duplicates
     (cosine >= ``threshold``) among the survivors; indices in the result refer to the rows of X.
 
     An exact copy of a row that is itself removed as a near duplicate points at the final kept row
     (rule "exact", similarity = cosine of its group's representative to that row). Kept ids do not
-    depend on the order of the rows.
+    depend on the order of the rows. ``progress(done, total)`` follows the near-duplicate search.
     """
     threshold = _check_threshold(threshold)
     _check_block_params(block_clusters, nprobe)
@@ -275,7 +283,7 @@ def deduplicate(X, ids: Sequence[str], threshold: float, content_keys: Sequence[
         exact_rep = _exact_rep(content_keys, canon)
     else:
         exact_rep = rows
-    near_rep = _near_rep(X, canon, threshold, exact_rep != rows, block_clusters, seed, nprobe)
+    near_rep = _near_rep(X, canon, threshold, exact_rep != rows, block_clusters, seed, nprobe, progress)
     final = near_rep[exact_rep]  # exact_rep is a survivor, near_rep maps it to its group's kept row
     removed = np.flatnonzero(final != rows)
     dup_of = final[removed]

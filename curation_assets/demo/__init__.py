@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from curation_assets.readers import GEOREF
+
 __all__ = ["MODALITIES", "SATELLITE_CLASSES", "demo_corpus", "demo_data_dir", "satellite_tiles"]
 
 MODALITIES = ("text", "image", "satellite")
@@ -168,7 +170,8 @@ def _satellite_grid(tile_px: int) -> tuple[np.ndarray, np.ndarray]:
 def satellite_tiles(tile_px: int = 30, indices: np.ndarray | None = None) -> pl.DataFrame:
     """Cut Blue Marble into ``tile_px`` squares (row-major from the north-west) as RGB PNG rows.
 
-    ``id`` is ``bmng-{tile_px}px-r{row:03d}-c{col:03d}``; ``indices`` selects flat row-major tile numbers.
+    ``id`` is ``bmng-{tile_px}px-r{row:03d}-c{col:03d}``; ``indices`` selects flat row-major tile numbers;
+    ``georef`` holds each tile's longitude/latitude bounds (EPSG:4326; the image is equirectangular).
     """
     from PIL import Image
 
@@ -176,7 +179,8 @@ def satellite_tiles(tile_px: int = 30, indices: np.ndarray | None = None) -> pl.
     frac, labels = _satellite_grid(tile_px)
     rows, cols = frac.shape
     flat = np.arange(rows * cols) if indices is None else np.asarray(indices, dtype=np.int64)
-    ids, pngs = [], []
+    degrees = 360.0 / img.shape[1]  # per pixel, both axes
+    ids, pngs, georef = [], [], []
     for k in flat.tolist():
         r, c = divmod(k, cols)
         tile = img[r * tile_px : (r + 1) * tile_px, c * tile_px : (c + 1) * tile_px]
@@ -184,7 +188,10 @@ def satellite_tiles(tile_px: int = 30, indices: np.ndarray | None = None) -> pl.
         Image.fromarray(np.ascontiguousarray(tile), "RGB").save(buf, format="PNG")
         ids.append(f"bmng-{tile_px}px-r{r:03d}-c{c:03d}")
         pngs.append(buf.getvalue())
+        georef.append({"crs": "EPSG:4326", "x_min": -180.0 + c * tile_px * degrees,
+                       "x_max": -180.0 + (c + 1) * tile_px * degrees, "y_min": 90.0 - (r + 1) * tile_px * degrees,
+                       "y_max": 90.0 - r * tile_px * degrees})
     return pl.DataFrame(
-        {"id": ids, "image": pngs, "label": labels.ravel()[flat].tolist()},
-        schema={"id": pl.String, "image": pl.Binary, "label": pl.String},
+        {"id": ids, "image": pngs, "label": labels.ravel()[flat].tolist(), "georef": georef},
+        schema={"id": pl.String, "image": pl.Binary, "label": pl.String, "georef": GEOREF},
     )

@@ -32,8 +32,8 @@ def first_affected_asset(section: str) -> str:
     if section.startswith("levels"):
         return f"clustering_level_{int(section.split('.')[1]) + 1}"
     return {"source": "raw_corpus", "seed": "raw_corpus", "embedder": "embeddings", "dedup": "deduplicated",
-            "metric": "clustering_level_1", "sampling": "balanced_subset",
-            "benchmark": "benchmark_scores"}[section]
+            "metric": "clustering_level_1", "sampling": "balanced_subset", "benchmark": "benchmark_scores",
+            "export": "curated_dataset"}[section]
 
 
 def section_digests(cfg: ModalityConfig) -> dict[str, str]:

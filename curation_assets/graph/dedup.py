@@ -15,7 +15,7 @@ from curation_assets.config import CurationConfig
 from curation_assets.core.dedup import deduplicate
 from curation_assets.embedders import EMBEDDERS
 from curation_assets.graph import metadata
-from curation_assets.graph.steps import Step
+from curation_assets.graph.steps import ProgressLog, Step
 from curation_assets.store import Embeddings, Pool, fingerprint
 
 CODE_VERSION = "dedup-2"
@@ -37,8 +37,9 @@ def find_duplicates(step: Step, emb: Embeddings) -> tuple[pl.DataFrame, pl.DataF
     corpus, keys = emb.corpus, None
     if dd.exact and corpus.content_column in ("text", "image"):
         keys = corpus.column(corpus.content_column, rows["corpus_row"].to_numpy()).to_list()
+    progress = ProgressLog(step, "near-duplicate search, buckets", 1)
     result = deduplicate(np.asarray(emb.X), ids.to_list(), threshold_of(step), content_keys=keys,
-                         seed=step.cfg.seed)
+                         seed=step.cfg.seed, progress=progress.of_total)
     kept = rows[result.keep]
     removed = pl.DataFrame({"id": ids.gather(result.removed), "duplicate_of": ids.gather(result.duplicate_of),
                             "rule": result.rule.tolist(), "similarity": result.similarity}, schema=REMOVED_SCHEMA)

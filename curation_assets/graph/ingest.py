@@ -15,7 +15,7 @@ from curation_assets.config import CurationConfig
 from curation_assets.embedders import EMBEDDERS
 from curation_assets.graph import metadata
 from curation_assets.graph.steps import Step
-from curation_assets.readers import READERS, visible_files
+from curation_assets.readers import GEOREF, READERS, visible_files
 from curation_assets.store import Corpus, Record, fingerprint
 
 CODE_VERSION = "corpus-2"
@@ -54,8 +54,8 @@ def reader_name(step: Step) -> str:
     return name
 
 
-def _batches(step: Step, kind: str) -> tuple[Iterator[pl.DataFrame], dict, str]:
-    """(canonical batches, skipped-row counts filled while iterating, content column)."""
+def _batches(step: Step, kind: str) -> tuple[Iterator[pl.DataFrame], dict, str, dict]:
+    """(batches, skipped-row counts filled while iterating, content column, optional columns and their types)."""
     source = step.cfg.source
     if kind == "simulated":
         from curation_assets.core.synthetic import paper_2d_mixture
@@ -64,7 +64,7 @@ def _batches(step: Step, kind: str) -> tuple[Iterator[pl.DataFrame], dict, str]:
         frame = pl.DataFrame({"id": [f"sim-{i:05d}" for i in range(len(X))],
                               POINT_COLUMN: pl.Series(X, dtype=pl.Array(pl.Float32, 2)),
                               "label": [f"component-{c}" for c in component]})
-        return iter([frame]), {}, POINT_COLUMN
+        return iter([frame]), {}, POINT_COLUMN, {}
     if kind == "demo":
         from curation_assets.demo import demo_corpus
 
@@ -72,26 +72,32 @@ def _batches(step: Step, kind: str) -> tuple[Iterator[pl.DataFrame], dict, str]:
         if name not in DEMO_COLUMNS:
             raise ValueError(f"no bundled demo corpus {name!r} (known: {sorted(DEMO_COLUMNS)}); "
                              f"put files in {step.layout.raw_dir(source.path)}")
-        options = {"tile_px": source.tile_px} if name == "satellite" else {}
-        return iter([demo_corpus(name, source.max_items, seed=step.cfg.seed, **options)]), {}, DEMO_COLUMNS[name]
+        satellite = name == "satellite"
+        corpus = demo_corpus(name, source.max_items, seed=step.cfg.seed, **({"tile_px": source.tile_px}
+                                                                            if satellite else {}))
+        return iter([corpus]), {}, DEMO_COLUMNS[name], {"georef": GEOREF} if satellite else {}
     reader = READERS[reader_name(step)]
     stream = reader.stream(step.layout.raw_dir(source.path), source)
-    return stream, stream.skipped, reader.content_column
+    return stream, stream.skipped, reader.content_column, reader.extra_columns
 
 
-def _canonical(frame: pl.DataFrame, content: str) -> pl.DataFrame:
-    label = pl.col("label").cast(pl.Utf8) if "label" in frame.columns else pl.lit(None, pl.Utf8).alias("label")
-    return frame.select(pl.col("id").cast(pl.Utf8), pl.col(content), label)
+def _canonical(frame: pl.DataFrame, content: str, extras: dict) -> pl.DataFrame:
+    """id, content, label, then the source's optional columns (null where a batch has none)."""
+    def column(name: str, dtype) -> pl.Expr:
+        return pl.col(name).cast(dtype) if name in frame.columns else pl.lit(None, dtype).alias(name)
+
+    return frame.select(column("id", pl.Utf8), pl.col(content), column("label", pl.Utf8),
+                        *(column(name, dtype) for name, dtype in extras.items()))
 
 
 def write_corpus(step: Step, kind: str) -> tuple[int, str, dict]:
     """Stream the source into the corpus; returns (rows, content column, skipped rows by rule)."""
-    batches, skipped, content = _batches(step, kind)
+    batches, skipped, content, extras = _batches(step, kind)
     limit = step.cfg.source.max_items if kind == "files" else None
     try:
         with Corpus.writer(step.layout, ROW_GROUP_ROWS) as corpus:
             for frame in batches:
-                corpus.write(_canonical(frame.head(limit - corpus.rows) if limit else frame, content))
+                corpus.write(_canonical(frame.head(limit - corpus.rows) if limit else frame, content, extras))
                 if limit is not None and corpus.rows >= limit:
                     break
     except ValueError as exc:

@@ -79,6 +79,11 @@ class ProgressLog:
         self.step.log(f"{self.what}: {done}/{self.total} ({100 * done / max(self.total, 1):.0f} %), "
                       f"{rate:.1f}/s, ~{left:.0f} s left{extra}")
 
+    def of_total(self, done: int, total: int) -> None:
+        """The ``progress(done, total)`` callback of the core, for work whose total is known only inside."""
+        self.total = total
+        self.update(done)
+
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
 

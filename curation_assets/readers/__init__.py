@@ -12,31 +12,34 @@ No module here imports torch, sentence-transformers or dagster.
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ._common import CorpusError, CorpusIterator, SkipCounts, visible_files
-from .images import iter_image_corpus
+from .images import GEOREF, iter_image_corpus
 from .satellite import iter_satellite_corpus
 from .text import content_id, iter_text_corpus
 
 
 @dataclass(frozen=True)
 class Reader:
-    """A folder format: the corpus column it fills and ``stream(directory, source) -> CorpusIterator``
-    (``source``: the modality's ``source`` block, for options such as ``tile_px``)."""
+    """A folder format: the corpus column it fills, ``stream(directory, source) -> CorpusIterator``
+    (``source``: the modality's ``source`` block, for options such as ``tile_px``) and the optional columns
+    it may add, with their types (null where a row has none)."""
 
     content_column: str
     stream: Callable[..., CorpusIterator]
+    extra_columns: dict = field(default_factory=dict)
 
 
 READERS = {
     "text": Reader("text", lambda directory, source: iter_text_corpus(directory)),
     "image": Reader("image", lambda directory, source: iter_image_corpus(directory)),
     "satellite": Reader("image", lambda directory, source: iter_satellite_corpus(
-        directory, tile_px=source.tile_px, bands=source.bands)),
+        directory, tile_px=source.tile_px, bands=source.bands), {"georef": GEOREF}),
 }
 
 __all__ = [
+    "GEOREF",
     "READERS",
     "CorpusError",
     "CorpusIterator",

@@ -97,7 +97,8 @@ def discover(directory: Path, suffixes: Iterable[str], expected: str) -> list[Pa
 
 
 def rebatch(frames: Iterable[pl.DataFrame], batch_rows: int) -> Iterator[pl.DataFrame]:
-    """Re-chunk a stream of frames into frames of exactly ``batch_rows`` rows (the last may be shorter)."""
+    """Re-chunk a stream of frames into frames of exactly ``batch_rows`` rows (the last may be shorter); a column
+    only some frames have (a raster's ``georef``) is null in the others."""
     if batch_rows < 1:
         raise ValueError(f"batch_rows must be >= 1, got {batch_rows}")
     buf: list[pl.DataFrame] = []
@@ -108,13 +109,13 @@ def rebatch(frames: Iterable[pl.DataFrame], batch_rows: int) -> Iterator[pl.Data
         buf.append(df)
         n += df.height
         while n >= batch_rows:
-            all_ = pl.concat(buf, how="vertical") if len(buf) > 1 else buf[0]
+            all_ = pl.concat(buf, how="diagonal_relaxed") if len(buf) > 1 else buf[0]
             yield all_.slice(0, batch_rows)
             rest = all_.slice(batch_rows)
             buf = [rest] if rest.height else []
             n = rest.height
     if n:
-        yield pl.concat(buf, how="vertical") if len(buf) > 1 else buf[0]
+        yield pl.concat(buf, how="diagonal_relaxed") if len(buf) > 1 else buf[0]
 
 
 class IdRegistry:

@@ -20,6 +20,7 @@ not binary, null/empty explicit ids, a duplicate id anywhere (names the id and b
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -30,6 +31,9 @@ from ._common import CorpusError, CorpusIterator, IdRegistry, SkipCounts, blank_
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 _SCHEMA = {"id": pl.String, "image": pl.Binary, "label": pl.String}
+GEOREF = pl.Struct({"crs": pl.String, "x_min": pl.Float64, "y_min": pl.Float64, "x_max": pl.Float64,
+                    "y_max": pl.Float64})
+"""Where a tile lies: its bounds in the raster's coordinate reference system (an EPSG code when known)."""
 
 
 def iter_image_corpus(directory: Path, batch_rows: int = 2_000) -> CorpusIterator:
@@ -46,7 +50,8 @@ def iter_image_corpus(directory: Path, batch_rows: int = 2_000) -> CorpusIterato
     )
 
 
-RasterHandler = Callable[[Path, str, str | None, SkipCounts], Iterator[tuple[str, bytes]]]
+RasterHandler = Callable[[Path, str, SkipCounts], Iterator[tuple[str, bytes, dict | None]]]
+"""``(path, relpath, skipped) -> (tile id, PNG bytes, georeference or None)`` for a raster format."""
 
 
 def _iter_corpus(
@@ -56,92 +61,84 @@ def _iter_corpus(
     expected: str,
     raster_handlers: dict[str, RasterHandler],
 ) -> CorpusIterator:
-    """Shared by the image and satellite readers. ``raster_handlers``: suffix -> fn yielding (id, png)."""
+    """Shared by the image and satellite readers. ``raster_handlers``: suffix -> tiles of one raster file."""
     files = discover(directory, suffixes, expected)
     rels = [p.relative_to(directory).as_posix() for p in files]
-    label_map = _read_labels_csv(directory)
-
-    def produce(skipped: SkipCounts) -> Iterator[pl.DataFrame]:
-        registry = IdRegistry()
-        used_labels: set[str] = set()
-
-        def relabel(df: pl.DataFrame, tile_parent: dict[str, str] | None = None) -> pl.DataFrame:
-            if not label_map:
-                return df
-            ids = df["id"].to_list()
-            labels = df["label"].to_list()
-            for k, id_ in enumerate(ids):
-                key = id_ if id_ in label_map else (tile_parent or {}).get(id_)
-                if key is not None and key in label_map:
-                    labels[k] = label_map[key]
-                    used_labels.add(key)
-            return df.with_columns(pl.Series("label", labels, dtype=pl.String))
-
-        def frames() -> Iterator[pl.DataFrame]:
-            pending: list[tuple[str, Path]] = []  # image files awaiting a batch read
-
-            def flush() -> pl.DataFrame | None:
-                if not pending:
-                    return None
-                ids, labels, blobs = [], [], []
-                for rel, path in pending:
-                    try:
-                        data = path.read_bytes()
-                    except OSError as e:
-                        raise CorpusError(f"{rel}: cannot read file: {e}") from None
-                    if not data:
-                        skipped.add("empty_image", example=rel)
-                        continue
-                    # the id is the path: unique among files, but it may collide with a parquet id
-                    registry.check_unique([rel], registry.file_index(rel), lambda k, rel=rel: rel)
-                    ids.append(rel)
-                    labels.append(_folder_label(rel))
-                    blobs.append(data)
-                pending.clear()
-                return _frame(ids, blobs, labels)
-
-            for path, rel in zip(files, rels, strict=True):
-                suffix = path.suffix.lower()
-                if suffix in IMAGE_SUFFIXES:
-                    pending.append((rel, path))
-                    if len(pending) >= batch_rows:
-                        df = flush()
-                        if df is not None:
-                            yield relabel(df)
-                    continue
-                df = flush()
-                if df is not None:
-                    yield relabel(df)
-                if suffix == ".parquet":
-                    for df in _read_parquet(path, rel, batch_rows, registry, skipped):
-                        yield relabel(df)
-                else:
-                    fidx = registry.file_index(rel)
-                    ids, blobs = [], []
-                    for id_, png in raster_handlers[suffix](path, rel, _folder_label(rel), skipped):
-                        ids.append(id_)
-                        blobs.append(png)
-                        if len(ids) >= batch_rows:
-                            yield _raster_frame(ids, blobs, rel, fidx, registry, relabel)
-                            ids, blobs = [], []
-                    if ids:
-                        yield _raster_frame(ids, blobs, rel, fidx, registry, relabel)
-            df = flush()
-            if df is not None:
-                yield relabel(df)
-            if label_map:
-                skipped.add("labels_csv_unmatched", len(set(label_map) - used_labels))
-
-        return rebatch(frames(), batch_rows)
-
-    return CorpusIterator(rels, produce)
+    folder = _ImageFolder(directory, batch_rows, raster_handlers)
+    return CorpusIterator(rels, lambda skipped: rebatch(folder.frames(files, rels, skipped), batch_rows))
 
 
-def _raster_frame(ids, blobs, rel, fidx, registry: IdRegistry, relabel) -> pl.DataFrame:
-    registry.check_unique(ids, fidx, lambda k: rel)
-    label = _folder_label(rel)
-    df = _frame(ids, blobs, [label] * len(ids))
-    return relabel(df, {i: rel for i in ids})
+class _ImageFolder:
+    """One pass over an image folder: image files in batches, Parquet files and rasters as they come, ids
+    checked for uniqueness across all of them, labels from the folder or ``labels.csv``."""
+
+    def __init__(self, directory: Path, batch_rows: int, raster_handlers: dict[str, RasterHandler]):
+        self.batch_rows, self.raster_handlers = batch_rows, raster_handlers
+        self.label_map = _read_labels_csv(directory)
+        self.registry = IdRegistry()
+        self.used_labels: set[str] = set()
+
+    def frames(self, files: list[Path], rels: list[str], skipped: SkipCounts) -> Iterator[pl.DataFrame]:
+        pending: list[tuple[str, Path]] = []  # image files awaiting a batch read
+        for path, rel in zip(files, rels, strict=True):
+            suffix = path.suffix.lower()
+            if suffix in IMAGE_SUFFIXES:
+                pending.append((rel, path))
+                if len(pending) >= self.batch_rows:
+                    yield from self._image_files(pending, skipped)
+                continue
+            yield from self._image_files(pending, skipped)
+            if suffix == ".parquet":
+                for df in _read_parquet(path, rel, self.batch_rows, self.registry, skipped):
+                    yield self._relabel(df)
+            else:
+                yield from self._raster(path, rel, skipped)
+        yield from self._image_files(pending, skipped)
+        if self.label_map:
+            skipped.add("labels_csv_unmatched", len(set(self.label_map) - self.used_labels))
+
+    def _image_files(self, pending: list[tuple[str, Path]], skipped: SkipCounts) -> Iterator[pl.DataFrame]:
+        """The pending image files as one frame (the id is the path); empties the list."""
+        ids, labels, blobs = [], [], []
+        for rel, path in pending:
+            try:
+                data = path.read_bytes()
+            except OSError as e:
+                raise CorpusError(f"{rel}: cannot read file: {e}") from None
+            if not data:
+                skipped.add("empty_image", example=rel)
+                continue
+            # the id is the path: unique among files, but it may collide with a parquet id
+            self.registry.check_unique([rel], self.registry.file_index(rel), lambda k, rel=rel: rel)
+            ids.append(rel)
+            labels.append(_folder_label(rel))
+            blobs.append(data)
+        pending.clear()
+        if ids:
+            yield self._relabel(_frame(ids, blobs, labels))
+
+    def _raster(self, path: Path, rel: str, skipped: SkipCounts) -> Iterator[pl.DataFrame]:
+        """The tiles of one raster file, ``batch_rows`` at a time, labelled by its folder or its own entry."""
+        fidx = self.registry.file_index(rel)
+        tiles = self.raster_handlers[path.suffix.lower()](path, rel, skipped)
+        while batch := list(itertools.islice(tiles, self.batch_rows)):
+            ids = [t[0] for t in batch]
+            self.registry.check_unique(ids, fidx, lambda k: rel)
+            df = _frame(ids, [t[1] for t in batch], [_folder_label(rel)] * len(ids))
+            df = df.with_columns(pl.Series("georef", [t[2] for t in batch], dtype=GEOREF))
+            yield self._relabel(df, tile_parent=rel)
+
+    def _relabel(self, df: pl.DataFrame, tile_parent: str | None = None) -> pl.DataFrame:
+        """Labels from ``labels.csv`` (by id, or by the raster file a tile comes from) override the folder's."""
+        if not self.label_map:
+            return df
+        labels = df["label"].to_list()
+        for k, id_ in enumerate(df["id"].to_list()):
+            key = id_ if id_ in self.label_map else tile_parent
+            if key in self.label_map:
+                labels[k] = self.label_map[key]
+                self.used_labels.add(key)
+        return df.with_columns(pl.Series("label", labels, dtype=pl.String))
 
 
 def _frame(ids: list[str], blobs: list[bytes], labels: list[str | None]) -> pl.DataFrame:

@@ -53,7 +53,7 @@ def iter_satellite_corpus(
         if len(bands) != 3 or min(bands) < 0:
             raise ValueError(f"bands must be three 0-based band indices, got {bands}")
 
-    def handle(path: Path, rel: str, label: str | None, skipped: SkipCounts) -> Iterator[tuple[str, bytes]]:
+    def handle(path: Path, rel: str, skipped: SkipCounts) -> Iterator[tuple[str, bytes, dict | None]]:
         return _tiles(path, rel, tile_px, bands, skipped)
 
     return _iter_corpus(
@@ -126,11 +126,38 @@ def _png(rgb: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def _georeference(path: Path) -> tuple[str | None, float, float, float, float] | None:
+    """(CRS, x of the left edge, y of the top edge, pixel width, pixel height) of a GeoTIFF whose model
+    tie point and pixel scale are known (a north-up raster), else None."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        geo = tif.geotiff_metadata or {}
+    tie, scale = geo.get("ModelTiepoint"), geo.get("ModelPixelScale")
+    if tie is None or scale is None or len(tie) < 6 or len(scale) < 2:
+        return None
+    code = geo.get("ProjectedCSTypeGeoKey") or geo.get("GeographicTypeGeoKey")
+    code = getattr(code, "value", code)
+    crs = f"EPSG:{int(code)}" if isinstance(code, int | np.integer) and 1024 <= int(code) < 32767 else None
+    i, j, _, x, y = (float(v) for v in tie[:5])
+    return crs, x - i * float(scale[0]), y + j * float(scale[1]), float(scale[0]), float(scale[1])
+
+
+def _tile_georef(geo, y0: int, y1: int, x0: int, x1: int) -> dict | None:
+    if geo is None:
+        return None
+    crs, left, top, dx, dy = geo
+    return {"crs": crs, "x_min": left + x0 * dx, "x_max": left + x1 * dx, "y_min": top - y1 * dy,
+            "y_max": top - y0 * dy}
+
+
 def _tiles(
     path: Path, rel: str, tile_px: int, bands: tuple[int, int, int] | None, skipped: SkipCounts
-) -> Iterator[tuple[str, bytes]]:
+) -> Iterator[tuple[str, bytes, dict | None]]:
+    """(tile id, PNG bytes, georeference) of every tile of one raster that is not blank."""
     try:
         raster = _read_raster(path)
+        geo = _georeference(path)
     except Exception as e:
         skipped.add("unreadable_raster", example=f"{rel}: {e}")
         return
@@ -156,12 +183,13 @@ def _tiles(
                 if blank(y0, y0 + tile_px, x0, x0 + tile_px):
                     skipped.add("blank_tile", example=tid)
                     continue
-                yield tid, _png(rgb[y0 : y0 + tile_px, x0 : x0 + tile_px])
+                yield tid, _png(rgb[y0 : y0 + tile_px, x0 : x0 + tile_px]), \
+                    _tile_georef(geo, y0, y0 + tile_px, x0, x0 + tile_px)
     else:
         if blank(0, h, 0, w):
             skipped.add("blank_tile", example=rel)
             return
-        yield rel, _png(rgb)
+        yield rel, _png(rgb), _tile_georef(geo, 0, h, 0, w)
 
 
 __all__ = ["iter_satellite_corpus", "CorpusIterator"]

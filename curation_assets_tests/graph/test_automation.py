@@ -6,6 +6,12 @@ from curation_assets.config import load_config
 from curation_assets.definitions import build_definitions
 
 
+def edit(path, old, new):
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+
 def tick(sensor, defs, instance, cursor=None):
     return sensor.evaluate_tick(build_sensor_context(instance=instance, cursor=cursor, definitions=defs))
 
@@ -40,17 +46,16 @@ def test_config_sensor_runs_exactly_the_assets_a_change_affects(small_config, da
         first = tick(sensor, defs, instance)
         assert not first.run_requests  # the first tick records the settings
         assert not tick(sensor, defs, instance, first.cursor).run_requests
-        small_config.write_text(small_config.read_text().replace("sampling: {fraction: 0.3, seed: 0}\n    benchmark: "
-                                                                 "{seeds: [0], test_per_class: 2}",
-                                                                 "sampling: {fraction: 0.25, seed: 0}\n    benchmark: "
-                                                                 "{seeds: [0], test_per_class: 2}", 1))
+        edit(small_config, "sampling: {fraction: 0.3, seed: 0}\n    benchmark: {seeds: [0], test_per_class: 2}",
+             "sampling: {fraction: 0.25, seed: 0}\n    benchmark: {seeds: [0], test_per_class: 2}")
         second = tick(sensor, defs, instance, first.cursor)
         [request] = second.run_requests
         assert request.partition_key == "text" and request.tags["curation/reason"] == "curation.yaml changed: sampling"
-        assert {k.to_user_string() for k in request.asset_selection} == {"balanced_subset", "benchmark_scores"}
-        small_config.write_text(small_config.read_text().replace("{n_clusters: 100, resampling_steps: 3, sample_size: 2}",
-                                                                 "{n_clusters: 90, resampling_steps: 3, sample_size: 2}"))
+        assert {k.to_user_string() for k in request.asset_selection} == {"balanced_subset", "benchmark_scores",
+                                                                        "curated_dataset"}
+        edit(small_config, "{n_clusters: 100, resampling_steps: 3, sample_size: 2}",
+             "{n_clusters: 90, resampling_steps: 3, sample_size: 2}")
         [request] = tick(sensor, defs, instance, second.cursor).run_requests
         assert request.partition_key == "simulated"
         assert {k.to_user_string() for k in request.asset_selection} == {
-            "clustering_level_2", "clustering_level_3", "balanced_subset", "benchmark_scores"}
+            "clustering_level_2", "clustering_level_3", "balanced_subset", "benchmark_scores", "curated_dataset"}

@@ -3,7 +3,6 @@ through the real CLI, the downloaded ``subset.parquet`` checked against what is 
 labels joined back by id, the planted duplicates, and a direct ``curation_assets.core`` call on the same
 kept rows."""
 
-import itertools
 import json
 import os
 import subprocess
@@ -16,32 +15,10 @@ import pytest
 
 from curation_assets.config import load_config
 from curation_assets.core import hierarchical_kmeans, hierarchical_sampling, label_balance
+from curation_assets.demo.folders import image_folder, long_tail, text_corpus
 from curation_assets_tests.graph._helpers import check_results, curate
 
 REPO = Path(__file__).resolve().parents[2]
-IMAGE_CLASSES = ("Coat", "Shirt", "Pullover", "Sneaker", "Dress", "Sandal", "Ankle boot", "T-shirt/top", "Bag",
-                 "Trouser")
-TOPICS = {
-    "astronomy": (["comet", "nebula", "telescope", "galaxy", "orbit", "pulsar", "quasar", "asteroid"],
-                  ["glows", "drifts", "collapses", "spins"]),
-    "cooking": (["risotto", "saucepan", "garlic", "oven", "dough", "broth", "skillet", "basil"],
-                ["simmers", "bakes", "thickens", "sizzles"]),
-    "sailing": (["mainsail", "harbour", "keel", "regatta", "mooring", "tiller", "spinnaker", "anchor"],
-                ["heels", "tacks", "drifts", "luffs"]),
-    "finance": (["bond", "dividend", "portfolio", "equity", "ledger", "invoice", "mortgage", "auditor"],
-                ["rises", "defaults", "matures", "rallies"]),
-    "gardening": (["tulip", "compost", "hedge", "seedling", "greenhouse", "orchard", "trowel", "mulch"],
-                  ["blooms", "wilts", "sprouts", "roots"]),
-    "football": (["striker", "goalkeeper", "penalty", "midfielder", "stadium", "referee", "corner", "offside"],
-                 ["scores", "saves", "tackles", "dribbles"]),
-    "medicine": (["vaccine", "surgeon", "antibiotic", "fracture", "diagnosis", "stethoscope", "ward", "fever"],
-                 ["heals", "spreads", "relieves", "infects"]),
-    "music": (["violin", "chorus", "symphony", "drummer", "melody", "orchestra", "guitar", "sonata"],
-              ["plays", "resonates", "harmonises", "echoes"]),
-}
-ADJECTIVES = ["old", "bright", "quiet", "distant", "small", "famous", "strange", "early", "heavy", "rare"]
-
-
 def cli(root: Path, config: Path, home: Path, *args: str) -> None:
     home.mkdir(exist_ok=True)
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\nnux:\n  enabled: false\n")
@@ -49,46 +26,6 @@ def cli(root: Path, config: Path, home: Path, *args: str) -> None:
     out = subprocess.run([str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m",
                           "curation_assets", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-4000:]
-
-
-def long_tail(n_classes: int, largest: int, smallest: int) -> list[int]:
-    return np.round(np.geomspace(largest, smallest, n_classes)).astype(int).tolist()
-
-
-def write_image_folder(raw: Path, sizes: list[int], copies_every: int) -> tuple[dict, set]:
-    """Fashion-MNIST PNGs in one folder per class (sorted by class), with exact copies planted under later
-    names; returns (label of every original id, the planted copies' ids)."""
-    demo = pl.read_parquet(REPO / "data/demo/image/fashion_mnist_longtail.parquet")
-    labels, copies = {}, set()
-    for label, n in zip(IMAGE_CLASSES, sizes, strict=True):
-        folder = raw / label.replace("/", "-")
-        folder.mkdir(parents=True)
-        for k, blob in enumerate(demo.filter(pl.col("label") == label)["image"].head(n)):
-            (folder / f"{k:04d}.png").write_bytes(blob)
-            labels[f"{folder.name}/{k:04d}.png"] = folder.name
-            if k % copies_every == 0:
-                (folder / f"{k:04d}-copy.png").write_bytes(blob)
-                copies.add(f"{folder.name}/{k:04d}-copy.png")
-    return labels, copies
-
-
-def write_text_corpus(raw: Path, sizes: list[int], copies_every: int) -> tuple[dict, set]:
-    """Topic sentences in one jsonl sorted by topic, with case/whitespace copies planted after each original."""
-    raw.mkdir(parents=True)
-    rows, labels, copies = [], {}, set()
-    for (topic, (nouns, verbs)), n in zip(TOPICS.items(), sizes, strict=True):
-        sentences = (f"the {a} {x} {v} near the {y}" for a, x, v, y in
-                     itertools.product(ADJECTIVES, nouns, verbs, reversed(nouns)) if x != y)
-        for k, text in enumerate(itertools.islice(sentences, 0, None, 7)):
-            if k == n:
-                break
-            rows.append({"id": f"{topic}-{k:04d}", "text": text, "label": topic})
-            labels[f"{topic}-{k:04d}"] = topic
-            if k % copies_every == 0:
-                rows.append({"id": f"{topic}-{k:04d}-copy", "text": "  " + text.upper() + " ", "label": topic})
-                copies.add(f"{topic}-{k:04d}-copy")
-    pl.DataFrame(rows).write_ndjson(raw / "docs.jsonl")
-    return labels, copies
 
 
 def direct_core_ids(root: Path, config: Path, modality: str, kept: set) -> set:
@@ -191,9 +128,9 @@ def test_a_users_class_sorted_folder_with_duplicates_gets_its_curated_subset(tmp
         "{kind: sentence_transformer, batch_size: 64}"
     config.write_text(USER_CONFIG.format(modality=modality, embedder=embedder))
     if modality == "image":
-        labels, copies = write_image_folder(root / "raw/image", long_tail(10, largest, largest // 10), copies_every=6)
+        labels, copies = image_folder(root / "raw/image", long_tail(10, largest, largest // 10), copies_every=6)
     else:
-        labels, copies = write_text_corpus(root / "raw/text", long_tail(8, largest, 20), copies_every=5)
+        labels, copies = text_corpus(root / "raw/text", long_tail(8, largest, 20), copies_every=5)
     cli(root, config, tmp_path / "home", "--select", "*", "--partition", modality)
     published, kept = assert_published_is_curated(root, config, modality, labels, copies)
     assert_dataset_is_the_published_subset(root, modality, published, kept)
@@ -214,7 +151,7 @@ def test_a_users_class_sorted_folder_with_duplicates_gets_its_curated_subset(tmp
 
 
 def test_planted_duplicates_are_what_the_fixture_says(tmp_path):
-    labels, copies = write_text_corpus(tmp_path / "raw", long_tail(8, 160, 20), copies_every=5)
+    labels, copies = text_corpus(tmp_path / "raw", long_tail(8, 160, 20), copies_every=5)
     rows = pl.read_ndjson(tmp_path / "raw/docs.jsonl")
     assert rows["id"].n_unique() == len(rows) == len(labels) + len(copies)
     assert rows["text"].str.strip_chars().str.to_lowercase().n_unique() == len(labels)

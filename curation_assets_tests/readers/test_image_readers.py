@@ -125,7 +125,7 @@ def test_geotiff_tiling_and_band_selection(tmp_path: Path) -> None:
     )
     it = iter_satellite_corpus(tmp_path, tile_px=64, bands=(2, 1, 0))
     df = _collect(it)
-    assert df.schema == SCHEMA
+    assert df.drop("georef").schema == SCHEMA and df["georef"].null_count() == len(df)  # no geo tags
     # 200x150 > 2*64 in both dims -> 3x2 tiles, partial edges dropped, r0c0 blank
     assert df["id"].to_list() == [f"forest/scene.tif#r{r}c{c}" for r in range(3) for c in range(2)][1:]
     assert set(df["label"]) == {"forest"}
@@ -135,6 +135,21 @@ def test_geotiff_tiling_and_band_selection(tmp_path: Path) -> None:
     # R = band 2 is constant -> 0 after stretch; B = band 0 is a left-to-right ramp -> increases with x
     assert tile[..., 0].max() == 0
     assert tile[0, -1, 2] > tile[0, 0, 2]
+
+
+def test_geotiff_tiles_carry_their_georeference(tmp_path: Path) -> None:
+    scene = np.random.default_rng(1).integers(1, 4000, size=(130, 200, 3), dtype=np.uint16)
+    # GeoTIFF tags: 30 m pixels, top-left corner at (500000 E, 4200000 N) in UTM zone 33N (EPSG:32633)
+    geokeys = (1, 1, 0, 2, 1024, 0, 1, 1, 3072, 0, 1, 32633)
+    tifffile.imwrite(tmp_path / "utm.tif", scene, photometric="rgb", extratags=[
+        (33550, "d", 3, (30.0, 30.0, 0.0)), (33922, "d", 6, (0.0, 0.0, 0.0, 500000.0, 4200000.0, 0.0)),
+        (34735, "H", len(geokeys), geokeys)])
+    df = _collect(iter_satellite_corpus(tmp_path, tile_px=64))
+    assert df["id"].to_list() == ["utm.tif#r0c0", "utm.tif#r0c1", "utm.tif#r0c2",
+                                  "utm.tif#r1c0", "utm.tif#r1c1", "utm.tif#r1c2"]
+    r1c2 = df.filter(pl.col("id") == "utm.tif#r1c2")["georef"][0]
+    assert r1c2 == {"crs": "EPSG:32633", "x_min": 500000.0 + 128 * 30, "x_max": 500000.0 + 192 * 30,
+                    "y_min": 4200000.0 - 128 * 30, "y_max": 4200000.0 - 64 * 30}
 
 
 def test_small_geotiff_is_one_tile_and_single_band_is_grey(tmp_path: Path) -> None:

@@ -3,12 +3,13 @@
 raw_corpus → embeddings → deduplicated → clustering_level_1 … N → balanced_subset → benchmark_scores → curated_dataset
 
 ``curation.yaml`` is read once, here; every asset, check and sensor of the code location uses that one
-configuration object.
+configuration object. Runs execute their steps in one process (the graph of a partition is a chain, so a
+process per step would only add start-up time), so a run also reads the configuration once.
 """
 
 from __future__ import annotations
 
-from dagster import AssetKey, AssetSelection, Definitions, define_asset_job
+from dagster import AssetKey, AssetSelection, Definitions, define_asset_job, in_process_executor
 
 from curation_assets.config import CurationConfig, load_config
 from curation_assets.graph.automation import build_config_sensor, build_raw_files_sensor
@@ -41,6 +42,7 @@ def build_definitions(curation: CurationConfig) -> Definitions:
         jobs=[curate],
         sensors=[build_raw_files_sensor(curation, curate), build_config_sensor(curation, curate, downstream_of)],
         resources={"store": CurationIOManager(), "embedder": EmbedderResource(), "execution": ExecutionResource()},
+        executor=in_process_executor,
     )
 
 

@@ -1,4 +1,4 @@
-"""Hierarchical balanced sampling (METHOD.md): water-filling budgets down the tree.
+"""Hierarchical balanced sampling (docs/method.md, section 4): water-filling budgets down the tree.
 
 At the top level every cluster gets the same budget: the largest cap c with
 Σ min(c, size_i) ≤ N, plus one slot each for the leftover to random clusters still

@@ -1,7 +1,7 @@
 """Execution backends for the data-parallel passes of curation (no Dagster here).
 
 Two passes grow with the pool: embedding every corpus row, and assigning every pool row to its
-nearest centroid (after k-means and after each resampling step, METHOD.md). k-means training stays
+nearest centroid (after k-means and after each resampling step, docs/method.md section 2). k-means training stays
 in the calling process on a bounded sample. A backend cuts each pass into the same tasks
 (:func:`task_ranges`) and runs the same function per task (:func:`embed_rows`,
 :func:`assign_rows`), so a seed gives identical bytes whichever backend ran:

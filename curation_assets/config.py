@@ -187,6 +187,13 @@ class CurationConfig(_Strict):
         return self.modalities[name]
 
 
+ALTERNATIVES = {
+    LevelSpec: {"n_clusters": "per_cluster", "per_cluster": "n_clusters"},
+    SamplingConfig: {"target_size": "fraction", "fraction": "target_size"},
+}
+"""Fields that are alternatives to each other: setting one (e.g. in the launchpad) clears the other."""
+
+
 def config_path() -> Path:
     return Path(os.environ.get("CURATION_CONFIG", DEFAULT_CONFIG))
 

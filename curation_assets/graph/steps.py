@@ -10,13 +10,8 @@ from typing import Literal, Optional, get_args, get_origin, get_type_hints
 from dagster import AssetExecutionContext, Config, DataVersion, MaterializeResult, deserialize_value, serialize_value
 from pydantic import TypeAdapter, ValidationError, create_model
 
-from curation_assets.config import ConfigError, CurationConfig, ModalityConfig
+from curation_assets.config import ALTERNATIVES, ConfigError, CurationConfig, ModalityConfig
 from curation_assets.store import Layout, materialize
-
-# Fields that exclude each other: an override of one clears the other (a level is sized absolutely or
-# relatively; a subset by target_size or by fraction).
-EXCLUSIVE = {"n_clusters": "per_cluster", "per_cluster": "n_clusters", "target_size": "fraction",
-             "fraction": "target_size"}
 
 
 @dataclass(frozen=True)
@@ -113,14 +108,16 @@ def overrides_of(model, name: str, extra: dict | None = None) -> type[Config]:
 
 def apply_overrides(base, overrides: Config, skip: tuple[str, ...] = ()):
     """``base`` (a YAML model or core dataclass) with the launchpad's non-empty overrides, validated like the
-    YAML (an error names the field)."""
+    YAML (an error names the field). Setting one of two alternative fields (the model's ``ALTERNATIVES``,
+    e.g. a level's ``n_clusters`` or ``per_cluster``) clears the other."""
     update = {k: v for k, v in overrides.model_dump().items() if v is not None and k not in skip}
     if not update:
         return base
     data = asdict(base) if is_dataclass(base) else base.model_dump()
+    alternatives = ALTERNATIVES.get(type(base), {})
     for key in update:
-        if key in EXCLUSIVE:
-            data[EXCLUSIVE[key]] = None
+        if key in alternatives:
+            data[alternatives[key]] = None
     try:
         return TypeAdapter(type(base)).validate_python({**data, **update})
     except ValidationError as exc:

@@ -131,12 +131,16 @@ def markdown_table(rows: list[dict], max_rows: int = 10, max_chars: int = 60) ->
     return "\n".join(lines)
 
 
-def thumbnail_png(blob: bytes, px: int = 48) -> bytes:
-    """A PNG thumbnail (at most ``px`` × ``px``) of encoded image bytes; empty bytes when it cannot decode."""
+def thumbnail_png(blob: bytes, px: int = 48, upscale: bool = False) -> bytes:
+    """A PNG thumbnail (at most ``px`` × ``px``; small images enlarged to it when ``upscale``) of encoded image
+    bytes; empty bytes when they cannot be decoded."""
     from PIL import Image
 
     try:
         img = Image.open(io.BytesIO(blob))
+        if upscale and max(img.size) < px:
+            scale = px / max(img.size)
+            img = img.resize((round(img.width * scale), round(img.height * scale)), Image.Resampling.NEAREST)
         img.thumbnail((px, px))
         buf = io.BytesIO()
         img.convert("RGB").save(buf, format="PNG")
@@ -165,7 +169,7 @@ def gallery_png_md(rows: list[tuple[str, list[bytes]]], title: str, px: int = 56
         y = 22 + r * (px + 6)
         draw.text((4, y + px // 2 - 12), caption, fill="black")
         for c, blob in enumerate(images):
-            thumb = thumbnail_png(blob, px)
+            thumb = thumbnail_png(blob, px, upscale=True)
             if thumb:
                 grid.paste(Image.open(io.BytesIO(thumb)).convert("RGB"), (caption_w + c * (px + 4), y))
     buf = io.BytesIO()

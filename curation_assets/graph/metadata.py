@@ -72,8 +72,8 @@ def gallery(title: str, clusters: list[tuple[int, int, list]]) -> MetadataValue:
     """Clusters (id, pool points under it, content of its members closest to the centroid): a thumbnail grid
     for images, a table of snippets otherwise."""
     if clusters and clusters[0][2] and isinstance(clusters[0][2][0], bytes):
-        return MetadataValue.md(gallery_png_md([(f"cluster {c}\n{n} points", items) for c, n, items in clusters],
-                                               title))
+        return MetadataValue.md(gallery_png_md([(f"cluster {c}\n{n} point{'s' * (n != 1)}", items)
+                                                for c, n, items in clusters], title))
     table = [{"cluster": c, "points": n, "closest members": " · ".join(preview_html(i, chars=70) for i in items)}
              for c, n, items in clusters]
     return MetadataValue.md(f"**{title}**\n\n" + markdown_table(table, max_rows=len(table), max_chars=600))

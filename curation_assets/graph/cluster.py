@@ -112,7 +112,8 @@ def build_level_asset(t: int, n_assets: int, curation: CurationConfig, partition
         def compute() -> tuple[dict, dict]:
             if spec is None:
                 Tree.write_level(step.layout, t, None)
-                return {"used": False, "note": note}, {"used": False, "level": t, "note": note}
+                return {"used": False, "note": None if t > len(step.cfg.levels) else note}, \
+                    {"used": False, "level": t, "note": note}
             meta = fit(step, t, tree, spec, seed, execution)
             return {"used": True, "note": note}, {"used": True, **meta, "note": note or "none"}
 

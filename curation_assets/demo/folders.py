@@ -16,25 +16,19 @@ import polars as pl
 
 IMAGE_CLASSES = ("Coat", "Shirt", "Pullover", "Sneaker", "Dress", "Sandal", "Ankle boot", "T-shirt/top", "Bag",
                  "Trouser")
-TOPICS = {
-    "astronomy": (["comet", "nebula", "telescope", "galaxy", "orbit", "pulsar", "quasar", "asteroid"],
-                  ["glows", "drifts", "collapses", "spins"]),
-    "cooking": (["risotto", "saucepan", "garlic", "oven", "dough", "broth", "skillet", "basil"],
-                ["simmers", "bakes", "thickens", "sizzles"]),
-    "sailing": (["mainsail", "harbour", "keel", "regatta", "mooring", "tiller", "spinnaker", "anchor"],
-                ["heels", "tacks", "drifts", "luffs"]),
-    "finance": (["bond", "dividend", "portfolio", "equity", "ledger", "invoice", "mortgage", "auditor"],
-                ["rises", "defaults", "matures", "rallies"]),
-    "gardening": (["tulip", "compost", "hedge", "seedling", "greenhouse", "orchard", "trowel", "mulch"],
-                  ["blooms", "wilts", "sprouts", "roots"]),
-    "football": (["striker", "goalkeeper", "penalty", "midfielder", "stadium", "referee", "corner", "offside"],
-                 ["scores", "saves", "tackles", "dribbles"]),
-    "medicine": (["vaccine", "surgeon", "antibiotic", "fracture", "diagnosis", "stethoscope", "ward", "fever"],
-                 ["heals", "spreads", "relieves", "infects"]),
-    "music": (["violin", "chorus", "symphony", "drummer", "melody", "orchestra", "guitar", "sonata"],
-              ["plays", "resonates", "harmonises", "echoes"]),
+TOPICS = {  # topic: (nouns, verbs)
+    "astronomy": ("comet nebula telescope galaxy orbit pulsar quasar asteroid", "glows drifts collapses spins"),
+    "cooking": ("risotto saucepan garlic oven dough broth skillet basil", "simmers bakes thickens sizzles"),
+    "sailing": ("mainsail harbour keel regatta mooring tiller spinnaker anchor", "heels tacks drifts luffs"),
+    "finance": ("bond dividend portfolio equity ledger invoice mortgage auditor", "rises defaults matures rallies"),
+    "gardening": ("tulip compost hedge seedling greenhouse orchard trowel mulch", "blooms wilts sprouts roots"),
+    "football": ("striker goalkeeper penalty midfielder stadium referee corner offside",
+                 "scores saves tackles dribbles"),
+    "medicine": ("vaccine surgeon antibiotic fracture diagnosis stethoscope ward fever",
+                 "heals spreads relieves infects"),
+    "music": ("violin chorus symphony drummer melody orchestra guitar sonata", "plays resonates harmonises echoes"),
 }
-ADJECTIVES = ["old", "bright", "quiet", "distant", "small", "famous", "strange", "early", "heavy", "rare"]
+ADJECTIVES = "old bright quiet distant small famous strange early heavy rare".split()
 
 
 def long_tail(n_classes: int, largest: int, smallest: int) -> list[int]:
@@ -67,8 +61,9 @@ def text_corpus(raw: Path, sizes: list[int], copies_every: int) -> tuple[dict[st
     raw.mkdir(parents=True, exist_ok=True)
     rows, labels, copies = [], {}, set()
     for (topic, (nouns, verbs)), n in zip(TOPICS.items(), sizes, strict=False):
+        nouns = nouns.split()
         sentences = (f"the {a} {x} {v} near the {y}" for a, x, v, y in
-                     itertools.product(ADJECTIVES, nouns, verbs, reversed(nouns)) if x != y)
+                     itertools.product(ADJECTIVES, nouns, verbs.split(), reversed(nouns)) if x != y)
         for k, text in enumerate(itertools.islice(sentences, 0, 7 * n, 7)):
             rows.append({"id": f"{topic}-{k:04d}", "text": text, "label": topic})
             labels[f"{topic}-{k:04d}"] = topic

@@ -121,7 +121,7 @@ def build_raw_corpus(curation: CurationConfig, partitions):
 
         def compute() -> tuple[dict, dict]:
             rows, content, skipped = write_corpus(step, kind)
-            corpus = Corpus(step.layout, Record(fp, {"content_column": content}))
+            corpus = Corpus(Record(fp, {"content_column": content}), step.layout)
             return {"rows": rows, "content_column": content}, {
                 "source": kind, "reader": reader, "skipped_rows": sum(skipped.values()), "skipped_by_rule": skipped,
                 **metadata.table_facts(corpus.path, rows), **metadata.label_distribution(corpus.column("label")),

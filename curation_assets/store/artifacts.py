@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import polars as pl
@@ -39,16 +40,40 @@ def _check_input(record: Record, upstream: Record, asset: str, upstream_asset: s
 
 
 @dataclass(frozen=True)
-class Corpus:
-    """``raw_corpus``: the modality's items as one Parquet table: ``id``, the content column, ``label``."""
+class _Recorded:
+    """What every handle shares: the record of its directory, and the fingerprint in it."""
+
+    record: Record
+    ASSET: ClassVar[str]
+
+    @property
+    def fingerprint(self) -> str:
+        return self.record.fingerprint
+
+    @classmethod
+    def _record_over(cls, directory: Path, upstream: _Recorded) -> Record:
+        """The record of ``directory``, refused when it was computed from another version of ``upstream``."""
+        record = read_record(directory, cls.ASSET)
+        _check_input(record, upstream.record, cls.ASSET, upstream.ASSET)
+        return record
+
+
+@dataclass(frozen=True)
+class _Stored(_Recorded):
+    """A handle on one artefact directory of a modality, by its record."""
 
     layout: Layout
-    record: Record
+
+
+@dataclass(frozen=True)
+class Corpus(_Stored):
+    """``raw_corpus``: the modality's items as one Parquet table: ``id``, the content column, ``label``."""
+
     ASSET = "raw_corpus"
 
     @classmethod
     def open(cls, layout: Layout) -> Corpus:
-        return cls(layout, read_record(layout.corpus_dir, cls.ASSET))
+        return cls(read_record(layout.corpus_dir, cls.ASSET), layout)
 
     @staticmethod
     def path_of(layout: Layout) -> Path:
@@ -73,10 +98,6 @@ class Corpus:
     @property
     def path(self) -> Path:
         return self.path_of(self.layout)
-
-    @property
-    def fingerprint(self) -> str:
-        return self.record.fingerprint
 
     @property
     def content_column(self) -> str:
@@ -135,18 +156,14 @@ class CorpusWriter:
 
 
 @dataclass(frozen=True)
-class Embeddings:
+class Embeddings(_Stored):
     """``embeddings``: one vector per embedded corpus row, as memory-mapped ``.npy`` shards."""
 
-    layout: Layout
-    record: Record
     ASSET = "embeddings"
 
     @classmethod
     def open(cls, layout: Layout) -> Embeddings:
-        record = read_record(layout.embeddings_dir, cls.ASSET)
-        _check_input(record, Corpus.open(layout).record, cls.ASSET, Corpus.ASSET)
-        return cls(layout, record)
+        return cls(cls._record_over(layout.embeddings_dir, Corpus.open(layout)), layout)
 
     @staticmethod
     def writer(layout: Layout, dtype: str) -> ShardWriter:
@@ -156,10 +173,6 @@ class Embeddings:
     def save_rows(layout: Layout, rows: pl.DataFrame) -> None:
         """``id, corpus_row`` of every shard row, in shard order."""
         save_parquet(layout.embeddings_dir / "rows.parquet", rows.select("id", "corpus_row"))
-
-    @property
-    def fingerprint(self) -> str:
-        return self.record.fingerprint
 
     @cached_property
     def X(self) -> ShardedArray:
@@ -175,33 +188,26 @@ class Embeddings:
 
 
 @dataclass(frozen=True)
-class Pool:
+class Pool(_Stored):
     """``deduplicated``: the pool every later step curates, the one row index after dedup.
 
     Row i of the pool is ``ids[i]``, its vector ``X[i]`` (row ``embedding_row[i]`` of the shards) and
     row ``corpus_row[i]`` of the corpus. Nothing downstream derives the pool another way.
     """
 
-    layout: Layout
-    record: Record
     table: pl.DataFrame
     ASSET = "deduplicated"
 
     @classmethod
     def open(cls, layout: Layout) -> Pool:
-        record = read_record(layout.pool_dir, cls.ASSET)
-        _check_input(record, Embeddings.open(layout).record, cls.ASSET, Embeddings.ASSET)
-        return cls(layout, record, pl.read_parquet(layout.pool_dir / "pool.parquet"))
+        record = cls._record_over(layout.pool_dir, Embeddings.open(layout))
+        return cls(record, layout, pl.read_parquet(layout.pool_dir / "pool.parquet"))
 
     @staticmethod
     def write(layout: Layout, table: pl.DataFrame, removed: pl.DataFrame) -> None:
         """``table``: id, embedding_row, corpus_row of every kept row; ``removed``: the audit of the rest."""
         save_parquet(layout.pool_dir / "pool.parquet", table.select("id", "embedding_row", "corpus_row"))
         save_parquet(layout.pool_dir / "removed.parquet", removed)
-
-    @property
-    def fingerprint(self) -> str:
-        return self.record.fingerprint
 
     def __len__(self) -> int:
         return len(self.table)
@@ -307,11 +313,10 @@ class Tree:
 
 
 @dataclass(frozen=True)
-class Subset:
+class Subset(_Recorded):
     """``balanced_subset``: the published subset, ``subset.parquet`` (id, cluster_level_1 … L)."""
 
     tree: Tree
-    record: Record
     frame: pl.DataFrame
     ASSET = "balanced_subset"
 
@@ -320,7 +325,7 @@ class Subset:
         record = read_record(layout.subset_dir, cls.ASSET)
         tree = Tree.open(layout, record.facts["tree_level"])
         _check_input(record, tree.records[-1], cls.ASSET, f"clustering_level_{record.facts['tree_level']}")
-        return cls(tree, record, pl.read_parquet(cls.path_of(layout)))
+        return cls(record, tree, pl.read_parquet(cls.path_of(layout)))
 
     @staticmethod
     def path_of(layout: Layout) -> Path:
@@ -337,10 +342,6 @@ class Subset:
         save_parquet(Subset.path_of(layout), frame)
         return frame
 
-    @property
-    def fingerprint(self) -> str:
-        return self.record.fingerprint
-
     def __len__(self) -> int:
         return len(self.frame)
 
@@ -356,21 +357,18 @@ class Subset:
 
 
 @dataclass(frozen=True)
-class Scores:
+class Scores(_Recorded):
     """``benchmark_scores``: long-form scores (method, metric, value, std, seeds) of the published subset
     and the baselines."""
 
     subset: Subset
-    record: Record
     frame: pl.DataFrame
     ASSET = "benchmark_scores"
 
     @classmethod
     def open(cls, layout: Layout) -> Scores:
-        record = read_record(layout.scores_dir, cls.ASSET)
         subset = Subset.open(layout)
-        _check_input(record, subset.record, cls.ASSET, Subset.ASSET)
-        return cls(subset, record, pl.read_parquet(cls.path_of(layout)))
+        return cls(cls._record_over(layout.scores_dir, subset), subset, pl.read_parquet(cls.path_of(layout)))
 
     @staticmethod
     def path_of(layout: Layout) -> Path:
@@ -386,28 +384,21 @@ class Scores:
 
 
 @dataclass(frozen=True)
-class Dataset:
+class Dataset(_Recorded):
     """``curated_dataset``: the published subset with its content, as Parquet shards ``datasets`` reads
     (see :mod:`curation_assets.store.dataset`)."""
 
     subset: Subset
-    record: Record
     ASSET = "curated_dataset"
 
     @classmethod
     def open(cls, layout: Layout) -> Dataset:
-        record = read_record(layout.dataset_dir, cls.ASSET)
         subset = Subset.open(layout)
-        _check_input(record, subset.record, cls.ASSET, Subset.ASSET)
-        return cls(subset, record)
+        return cls(cls._record_over(layout.dataset_dir, subset), subset)
 
     @staticmethod
     def writer(layout: Layout, shard_rows: int, shard_bytes: int) -> DatasetWriter:
         return DatasetWriter(layout.dataset_dir, shard_rows, shard_bytes)
-
-    @property
-    def fingerprint(self) -> str:
-        return self.record.fingerprint
 
     @property
     def directory(self) -> Path:

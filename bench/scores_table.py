@@ -27,7 +27,8 @@ def main():
             continue
         rows = [r for r in scores.frame.to_dicts() if r["metric"] in KEY_METRICS
                 or r["metric"].startswith(("cluster_entropy", "gain_share"))]
-        print(f"\n### {modality} (published subset: {len(scores.subset)} of {len(scores.subset.tree.pool)} pool rows)\n")
+        pool = len(scores.subset.tree.pool)
+        print(f"\n### {modality} (published subset: {len(scores.subset)} of {pool} pool rows)\n")
         print(scores_markdown(rows))
 
 

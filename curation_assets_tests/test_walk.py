@@ -45,3 +45,12 @@ def test_a_new_modality_is_one_yaml_key(small_config, data_root):
     result = curate(small_config, "reviews", embedder=HashEmbedder())
     assert len(pl.read_parquet(data_root / "curated/reviews/subset.parquet")) == 40
     assert_data_checks_pass(result)
+
+
+def test_every_function_fits_on_a_screen():
+    long = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno >= 60:
+                long.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name}")
+    assert not long, long

@@ -29,13 +29,13 @@ from scipy.sparse.csgraph import connected_components
 
 from curation_assets.core._validation import as_float32_matrix, check_finite
 from curation_assets.core.kmeans import kmeans
+from curation_assets.core.linalg import unit_rows
 
 EXACT_SEARCH_MAX_ROWS = 50_000  # above this, near duplicates are searched inside k-means buckets
 ROWS_PER_BUCKET = 2_000  # default bucket size of the blocked search (SemDeDup uses a few thousand)
 DEFAULT_NPROBE = 3  # buckets every row is compared against in the blocked search
 BLOCK_KMEANS_ITER = 10
 SIM_TOLERANCE = 1e-6  # float32 rounding: cos >= threshold - 1e-6 counts (threshold=1.0 finds identical rows)
-_NORMALISE_CHUNK_ROWS = 65_536
 Progress = Callable[[int, int], None]
 
 
@@ -93,15 +93,6 @@ def _check_block_params(block_clusters: int | None, nprobe: int) -> None:
         raise ValueError(f"block_clusters must be >= 1 or None, got {block_clusters}")
     if nprobe < 1:
         raise ValueError(f"nprobe must be >= 1, got {nprobe}")
-
-
-def _unit_rows_inplace(U: np.ndarray) -> np.ndarray:
-    """L2-normalise the rows of a float32 array in place (zero rows stay zero), in chunks."""
-    for s in range(0, len(U), _NORMALISE_CHUNK_ROWS):
-        block = U[s : s + _NORMALISE_CHUNK_ROWS]
-        norms = np.sqrt(np.einsum("ij,ij->i", block, block))[:, None]
-        np.divide(block, norms, out=block, where=norms > 0)
-    return U
 
 
 def _component_min(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
@@ -248,7 +239,7 @@ def _near_rep(X: np.ndarray, canon: np.ndarray, threshold: float, exclude: np.nd
     rep = np.arange(n, dtype=np.int64)
     if len(rows) < 2:
         return rep
-    U = _unit_rows_inplace(np.ascontiguousarray(X[rows], dtype=np.float32))  # fancy index = one copy, id order
+    U = unit_rows(np.ascontiguousarray(X[rows], dtype=np.float32), inplace=True)  # fancy index = one copy, id order
     i, j, _ = near_duplicate_pairs(U, threshold, block_clusters=block_clusters, seed=seed, nprobe=nprobe,
                                    progress=progress)
     del U
@@ -289,8 +280,8 @@ def deduplicate(X, ids: Sequence[str], threshold: float, content_keys: Sequence[
     dup_of = final[removed]
     via = exact_rep[removed]  # the survivor each removed row stands for (itself for near duplicates)
     is_exact = via != removed
-    a = _unit_rows_inplace(np.array(X[via], dtype=np.float32))
-    b = _unit_rows_inplace(np.array(X[dup_of], dtype=np.float32))
+    a = unit_rows(X[via])
+    b = unit_rows(X[dup_of])
     sim = np.einsum("ij,ij->i", a, b).astype(np.float32)
     sim[via == dup_of] = 1.0  # exact copies of the kept row
     return DedupResult(

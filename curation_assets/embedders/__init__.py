@@ -10,7 +10,7 @@ torch / sentence-transformers are imported lazily inside the classes, never at i
 
 from __future__ import annotations
 
-from .base import Embedder, EmbedResult, ModelNotAvailableError, l2_normalise
+from .base import Embedder, EmbedResult, ModelNotAvailableError
 from .image import EfficientNetLite0Embedder
 from .points import PointEmbedder
 from .text import DEFAULT_TEXT_MODEL, SentenceTransformerEmbedder
@@ -46,5 +46,4 @@ __all__ = [
     "PointEmbedder",
     "SentenceTransformerEmbedder",
     "build_embedder",
-    "l2_normalise",
 ]

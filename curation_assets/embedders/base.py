@@ -41,13 +41,6 @@ class Embedder(Protocol):
     def embed(self, items: Sequence, progress: Progress | None = None) -> EmbedResult: ...
 
 
-def l2_normalise(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    np.maximum(norms, np.float32(1e-12), out=norms)
-    return (x / norms).astype(np.float32, copy=False)
-
-
 _THREADS_SET = False
 
 

@@ -10,7 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from .base import EmbedResult, ModelNotAvailableError, Progress, configure_torch_threads, l2_normalise
+from curation_assets.core.linalg import unit_rows
+
+from .base import EmbedResult, ModelNotAvailableError, Progress, configure_torch_threads
 
 
 def _weights_path() -> Path:
@@ -120,4 +122,4 @@ class EfficientNetLite0Embedder:
                 if progress is not None:
                     progress(min(start + self.batch_size, n), n)
         vecs = np.concatenate(chunks) if chunks else np.empty((0, self.dim), dtype=np.float32)
-        return EmbedResult(vectors=l2_normalise(vecs), failed=failed)
+        return EmbedResult(vectors=unit_rows(vecs), failed=failed)

@@ -10,12 +10,13 @@ from typing import Any
 
 import numpy as np
 
+from curation_assets.core.linalg import unit_rows
+
 from .base import (
     EmbedResult,
     ModelNotAvailableError,
     Progress,
     configure_torch_threads,
-    l2_normalise,
     set_offline_env,
 )
 
@@ -143,4 +144,4 @@ class SentenceTransformerEmbedder:
                 out[idx] = vecs
                 if progress is not None:
                     progress(min(start + self.batch_size, n), n)
-        return EmbedResult(vectors=l2_normalise(out), failed=failed)
+        return EmbedResult(vectors=unit_rows(out), failed=failed)

@@ -14,6 +14,7 @@ from dagster import AssetCheckSpec, AssetExecutionContext, AssetIn, AssetsDefini
 
 from curation_assets.config import CurationConfig
 from curation_assets.core import LevelSpec, cluster_size_stats, fit_level, level_seed, plan_level
+from curation_assets.core.linalg import unit_rows
 from curation_assets.graph import checks, metadata
 from curation_assets.graph.resources import ExecutionResource
 from curation_assets.graph.steps import Step, apply_overrides, overrides_of
@@ -44,7 +45,7 @@ def closest_members(X, labels: np.ndarray, centroids: np.ndarray, clusters: np.n
         members = np.flatnonzero(labels == c)
         vectors = np.asarray(X[members], dtype=np.float32)
         if cosine:
-            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+            vectors = unit_rows(vectors, inplace=True)
         order = np.argsort(((vectors - centroids[c]) ** 2).sum(axis=1), kind="stable")
         out.append(members[order[:per_cluster]])
     return out

@@ -1,7 +1,12 @@
+import importlib
+
 import numpy as np
 import pytest
 
 from curation_assets.core import assign, kmeans, kmeans_plusplus
+from curation_assets.core.kmeans import lloyd
+
+kmeans_module = importlib.import_module("curation_assets.core.kmeans")
 
 
 def blobs(n_per=200, centres=((0, 0), (10, 0), (0, 10), (10, 10)), seed=0):
@@ -117,3 +122,103 @@ def test_assignment_bytes_do_not_depend_on_the_thread_count(metric):
     two = assign(X, C, metric, threads=2)
     np.testing.assert_array_equal(one[0], two[0])
     np.testing.assert_array_equal(one[1], two[1])  # a multi-threaded GEMM differs here in the last bits
+
+
+def _plain_lloyd(X, init, n_iter, spherical=False):
+    """Textbook Lloyd in float64: every point to its nearest centroid among all of them, then the means."""
+    X64, C = X.astype(np.float64), init.astype(np.float64)
+    labels = None
+    for it in range(1, n_iter + 1):
+        new = ((X64**2).sum(1)[:, None] - 2 * X64 @ C.T + (C**2).sum(1)[None, :]).argmin(axis=1)
+        if labels is not None and np.array_equal(new, labels):
+            return C, it
+        labels = new
+        assert np.bincount(labels, minlength=len(C)).min() > 0, "the reference does not handle empty clusters"
+        C = np.stack([X64[labels == j].mean(axis=0) for j in range(len(C))])
+        if spherical:
+            C /= np.linalg.norm(C, axis=1, keepdims=True)
+    return C, n_iter
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_filtered_lloyd_gives_the_centroids_of_plain_lloyd_and_skips_most_pairs(metric):
+    rng = np.random.default_rng(0)
+    centres = 4 * rng.standard_normal((40, 16))
+    X = (centres[rng.integers(0, 40, 12_000)] + rng.standard_normal((12_000, 16))).astype(np.float32)
+    if metric == "cosine":
+        X /= np.linalg.norm(X, axis=1, keepdims=True)
+    init = X[rng.choice(len(X), 400, replace=False)]
+    assert len(X) * len(init) >= kmeans_module.FILTER_MIN_PAIRS  # the filtered search runs
+    ours, iterations, pairs = kmeans_module._lloyd(X, init.copy(), 40, np.random.default_rng(0), metric == "cosine",
+                                                    kmeans_module.shared_workers())
+    plain, plain_iterations = _plain_lloyd(X, init, 40, spherical=metric == "cosine")
+    assert iterations == plain_iterations
+    np.testing.assert_allclose(ours, plain, rtol=1e-5, atol=1e-5)
+    assert pairs < 0.5 * len(X) * len(init) * iterations  # what the bounds rule out is not computed
+    public, public_iterations = lloyd(X, init, 40, metric)
+    np.testing.assert_array_equal(public, ours)
+    assert public_iterations == iterations
+
+
+def _greedy_seed_set_probabilities(X, k, candidates):
+    """Exact distribution of the set of seeds of sequential greedy k-means++ (first seed uniform; then the best of
+    ``candidates`` i.i.d. D² draws: lowest potential, the first drawn among tied ones), by enumerating every
+    sequence. Ties are common here: two points that only capture each other lower the potential equally."""
+    D = ((X[:, None].astype(np.float64) - X[None].astype(np.float64)) ** 2).sum(axis=2)
+    probabilities = {}
+
+    def walk(chosen, p):
+        if len(chosen) == k:
+            key = frozenset(chosen)
+            probabilities[key] = probabilities.get(key, 0.0) + p
+            return
+        d2 = D[:, chosen].min(axis=1)
+        q = d2 / d2.sum()
+        potential = np.minimum(d2[:, None], D).sum(axis=0)  # after adding each point
+        for x in np.flatnonzero(q > 0):
+            tied = np.isclose(potential, potential[x], rtol=1e-9)
+            better, tie = q[(potential < potential[x]) & ~tied].sum(), q[tied].sum()
+            no_better_some_tied = (1 - better) ** candidates - (1 - better - tie) ** candidates
+            walk(chosen + [x], p * no_better_some_tied * q[x] / tie)
+
+    for first in range(len(X)):
+        walk([first], 1.0 / len(X))
+    return probabilities
+
+
+@pytest.mark.parametrize("d", [2, 12])  # the k-d tree path and the batched GEMM path
+@pytest.mark.parametrize("candidates", [1, 3])
+def test_greedy_kmeans_plusplus_is_exact_in_distribution(d, candidates):
+    X = np.random.default_rng(3).standard_normal((7, d)).astype(np.float32)
+    exact = _greedy_seed_set_probabilities(X, 4, candidates)
+    counts: dict = {}
+    runs = 2000
+    for seed in range(runs):
+        seeds = kmeans_plusplus(X, 4, np.random.default_rng(seed), candidates=candidates)
+        key = frozenset(int(np.flatnonzero((X == s).all(axis=1))[0]) for s in seeds)
+        counts[key] = counts.get(key, 0) + 1
+    total_variation = 0.5 * sum(abs(counts.get(key, 0) / runs - exact.get(key, 0.0)) for key in exact.keys() | counts)
+    assert total_variation < 0.07, total_variation
+    other = _greedy_seed_set_probabilities(X, 4, 4 - candidates)  # what a wrong number of candidates would give
+    assert 0.5 * sum(abs(other.get(key, 0) - exact.get(key, 0)) for key in exact.keys() | other) > 0.12
+
+
+def test_seeding_candidates_reach_kmeans_and_one_is_plain_d2_sampling():
+    X, _ = blobs(n_per=300)
+    default, plain = kmeans(X, 12, seed=0), kmeans(X, 12, seed=0, seeding_candidates=1)
+    assert kmeans_module.default_seeding_candidates(12) == 4
+    assert not np.array_equal(default.centroids, plain.centroids)
+    np.testing.assert_array_equal(
+        kmeans_plusplus(X, 12, np.random.default_rng(0), candidates=1),
+        kmeans_plusplus(X, 12, np.random.default_rng(0), candidates=1))
+
+
+def test_training_does_not_depend_on_the_thread_count():
+    rng = np.random.default_rng(5)
+    centres = 3 * rng.standard_normal((60, 64))
+    X = (centres[rng.integers(0, 60, 20_000)] + rng.standard_normal((20_000, 64))).astype(np.float32)
+    one, two = kmeans(X, 300, seed=1, threads=1), kmeans(X, 300, seed=1, threads=2)
+    assert one.n_iter > 2 and one.distance_pairs < 300 * 20_000 * (one.n_iter + 8)  # filtered Lloyd ran
+    np.testing.assert_array_equal(one.centroids, two.centroids)  # seeding GEMMs, Lloyd searches, sums
+    np.testing.assert_array_equal(one.labels, two.labels)
+    np.testing.assert_array_equal(one.distances, two.distances)

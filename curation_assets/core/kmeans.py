@@ -50,6 +50,7 @@ from scipy import sparse
 from scipy.spatial import cKDTree
 
 from curation_assets.core._validation import as_float32_matrix
+from curation_assets.core.linalg import unit_rows
 
 Metric = Literal["l2", "cosine"]
 METRICS = ("l2", "cosine")
@@ -96,17 +97,6 @@ class TrainedCentroids:
 def _check_metric(metric: str) -> None:
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
-
-
-def normalize_rows(X: np.ndarray) -> np.ndarray:
-    """Unit-norm copy of X (rows of norm 0 stay 0), for cosine / spherical k-means."""
-    return _normalize_in_place(np.array(X, dtype=np.float32, copy=True))
-
-
-def _normalize_in_place(X: np.ndarray) -> np.ndarray:
-    norms = np.sqrt(np.einsum("ij,ij->i", X, X))[:, None]
-    np.divide(X, norms, out=X, where=norms > 0)
-    return X
 
 
 def default_seeding_candidates(k: int) -> int:
@@ -241,11 +231,11 @@ def assign(X: np.ndarray, centroids: np.ndarray, metric: Metric = "l2", chunk_ro
         stop = min(start + chunk_rows, n)
         if rows is None:  # a slice: a view of X, copied only to normalise it
             block = X[start:stop]
-            block = normalize_rows(block) if metric == "cosine" else np.ascontiguousarray(block, np.float32)
+            block = unit_rows(block) if metric == "cosine" else np.ascontiguousarray(block, np.float32)
         else:  # a gathered copy, normalised in place
             block = np.ascontiguousarray(X[rows[start:stop]], np.float32)
             if metric == "cosine":
-                _normalize_in_place(block)
+                unit_rows(block, inplace=True)
         labels[start:stop], dists[start:stop] = search.search_blocks(block, workers)
         del block  # one chunk in memory at a time, not two while the next one is read
     return labels, dists
@@ -463,7 +453,7 @@ class _ClusterSums:
             C[donor] = C[donor] * (1 - eps)
             counts[c] = counts[donor] // 2
             counts[donor] -= counts[c]
-        return _normalize_in_place(C) if spherical else C
+        return unit_rows(C, inplace=True) if spherical else C
 
 
 def _centroid_neighbours(C: np.ndarray, reach: np.ndarray, workers: Workers):
@@ -620,11 +610,11 @@ def fit_centroids(X, k: int, rng: np.random.Generator, *, rows: np.ndarray | Non
     sample = training_sample(n_rows, k, max_points_per_centroid, rng)
     taken = sample if rows is None else (rows if sample is None else rows[sample])
     if taken is None:  # all of X: read in place, copied only to normalise
-        train = normalize_rows(X) if metric == "cosine" else np.ascontiguousarray(X, dtype=np.float32)
+        train = unit_rows(X) if metric == "cosine" else np.ascontiguousarray(X, dtype=np.float32)
     else:
         train = np.ascontiguousarray(X[taken], dtype=np.float32)
         if metric == "cosine":
-            _normalize_in_place(train)
+            unit_rows(train, inplace=True)
     seeding_rows = training_sample(len(train), k, SEEDING_POINTS_PER_CENTROID, rng)
     seeding_set = train if seeding_rows is None else train[seeding_rows]
     seeds, seeding_pairs = _seed(seeding_set, k, seeding_candidates, rng, workers)

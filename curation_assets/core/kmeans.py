@@ -7,25 +7,27 @@ seeded with *greedy* k-means++ (Arthur & Vassilvitskii 2007; the greedy variant 
 (probability ∝ squared distance to the nearest centroid chosen so far) and keep the one that lowers
 the potential (the sum of those squared distances) most. ``L = 1`` is plain D² sampling.
 
-Seeding, exact and batched (d > 8): a batch draws proposals i.i.d. from the D² distribution at its
+Seeding, exact and batched: a batch draws proposals i.i.d. from the D² distribution at its
 start, D²_start, and computes their squared distances to all points with one GEMM. Step after step,
 a proposal is accepted with probability D²_now(x) / D²_start(x) ≤ 1, where D²_now also counts the
 centroids chosen earlier in the batch: sequential rejection sampling, so every accepted proposal is an
 exact draw from the D² distribution of its step. A step's L accepted candidates are scored from the
 precomputed distance rows, and the best one updates D². When the proposals run out, a new batch starts
-from the current D². In dimension <= 8 a k-d tree finds the few points a candidate can move instead.
+from the current D². In dimension <= 8 the rows stay sparse: a fixed partition of the points into small
+buckets finds, per proposal, the few points it is closer to than their nearest centroid.
 Greedy seeding computes L distance rows per centroid where plain D² sampling computes one, so it runs on
 a uniform sample of at most ``k * SEEDING_POINTS_PER_CENTROID`` training rows (Lloyd then runs on all of
 them): at large k this keeps seeding below the cost of Lloyd, and the balance measured on the long-tailed
 benchmark (bench/bench_longtail.py) is the same as seeding on every row.
 
-Lloyd, exact and filtered (d > 8): a point x of cluster j can only move to a centroid c_i with
+Lloyd, exact and filtered: a point x of cluster j can only move to a centroid c_i with
 ||c_i - c_j|| < 2 ||x - c_j|| (Elkan 2003, Lemma 1). Every point keeps an upper bound on its distance to
 its centroid (exact when last computed, plus the centroid's shift since); a cluster is searched only
 against the centroids within twice its largest bound, and a point within half the distance from its
-centroid to the nearest other one is not searched at all (Hamerly 2010). The labels are those of plain
-Lloyd up to float rounding; converged points cost almost nothing, so ``n_iter`` caps what convergence
-needs instead of fixing the cost. Centroid sums are float64 and updated only for the points that moved.
+centroid to the nearest other one is not searched at all (Hamerly 2010; in dimension <= 8 only this
+test, and a k-d tree searches the rest). The labels are those of plain Lloyd up to float rounding;
+converged points cost almost nothing, so ``n_iter`` caps what convergence needs instead of fixing the cost.
+Centroid sums are float64 and updated only for the points that moved.
 
 Thread-count independence: every GEMM here (seeding rows, Lloyd searches, the assignment) is a
 single-threaded faiss call on a fixed block of rows, and the blocks run on a thread pool, so the bytes of
@@ -58,7 +60,7 @@ ASSIGN_CHUNK_ROWS = 65_536  # rows of a memory-mapped X read (and, for cosine, n
 ASSIGN_BLOCK_ROWS = 8_192  # rows per single-threaded search or distance block
 KD_TREE_MAX_DIM = 8  # exact k-d tree search beats brute-force GEMM in very low dimension
 SEEDING_BLOCK_FLOATS = 1 << 24  # cap of one seeding batch's proposals × points distance rows (64 MB)
-LOW_DIM_FAR_POINTS = 256  # d <= 8 seeding: points of largest D² whose distances are computed directly
+LOW_DIM_BUCKET_ROWS = 16  # d <= 8 seeding: points per bucket of the fixed partition that finds near pairs
 SEEDING_POINTS_PER_CENTROID = 64  # greedy seeding runs on at most k × this many training rows
 FILTER_MIN_PAIRS = 1 << 22  # below n·k point-centroid pairs a full Lloyd search is cheaper than filtering
 FILTER_MAX_SHARE = 0.5  # filter a Lloyd search only when it computes less than this share of n·k pairs
@@ -182,6 +184,14 @@ class NearestCentroid:
     def uses_gemm(self) -> bool:
         return self._tree is None
 
+    def search_neighbour_gap(self) -> np.ndarray:
+        """Distance from every centroid to its nearest other centroid (k-d tree only; inf when k = 1)."""
+        k = len(self.centroids)
+        if k == 1:
+            return np.full(1, np.inf)
+        dist, _ = self._tree.query(self._tree.data, k=2)
+        return dist[:, 1]
+
     def search(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(labels int64, squared L2 distances float32) of the rows of ``block`` (unit rows for cosine)."""
         if self._tree is not None:
@@ -283,43 +293,64 @@ class _DenseRows:
         np.minimum(d2, self.rows[best], out=d2)
 
 
+class _Buckets:
+    """A fixed partition of the points (d <= 8) into buckets of about ``LOW_DIM_BUCKET_ROWS`` points: each point
+    goes to its nearest anchor, every ``LOW_DIM_BUCKET_ROWS``-th point; ``radius`` bounds a bucket's points'
+    distance to its anchor."""
+
+    def __init__(self, points: np.ndarray):
+        self.points = points
+        self.anchors = points[::LOW_DIM_BUCKET_ROWS]
+        self.anchor_sq = (self.anchors * self.anchors).sum(axis=1)
+        self.coordinates = np.ascontiguousarray(points.T)
+        dist, bucket = cKDTree(self.anchors).query(points)
+        self.order = np.argsort(bucket, kind="stable")
+        self.starts = np.searchsorted(bucket[self.order], np.arange(len(self.anchors) + 1))
+        self.sizes = np.diff(self.starts)
+        self.nonempty = np.flatnonzero(self.sizes)
+        self.radius = np.zeros(len(self.anchors))
+        self.radius[self.nonempty] = np.maximum.reduceat(dist[self.order], self.starts[self.nonempty])
+
+    def max_per_bucket(self, values: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(self.anchors))
+        out[self.nonempty] = np.maximum.reduceat(values[self.order], self.starts[self.nonempty])
+        return out
+
+
 class _NearRows:
-    """The same for d <= 8, kept sparse. With the ``LOW_DIM_FAR_POINTS`` points of largest D² set aside (their
-    distances to the proposals are computed directly), every other point x has D²(x) <= rho² = the smallest D²
-    set aside, so a proposal can lower D² only within rho of itself: a k-d tree lists those pairs."""
+    """The same for d <= 8, kept sparse: only the (proposal, point) pairs where the proposal is closer to the
+    point than the point's nearest centroid at the batch start, the only pairs that can ever lower D². A
+    proposal p reaches a point x of bucket b only if ||p - anchor_b|| < radius_b + sqrt(max D² in b), so
+    just the points of those buckets are measured."""
 
-    def __init__(self, tree: cKDTree, proposals: np.ndarray, d2: np.ndarray):
-        n = len(d2)
-        self.far = (np.argpartition(d2, n - LOW_DIM_FAR_POINTS)[n - LOW_DIM_FAR_POINTS:]
-                    if n > LOW_DIM_FAR_POINTS else np.arange(n))
-        at = tree.data[proposals]
-        self.far_sq = ((at[:, None, :] - tree.data[self.far][None, :, :]) ** 2).sum(axis=2)
-        is_far = np.zeros(n, dtype=bool)
-        is_far[self.far] = True
-        near = cKDTree(at).sparse_distance_matrix(tree, math.sqrt(d2[self.far].min()), output_type="ndarray")
-        near = near[~is_far[near["j"]]]
-        owner = near["i"].astype(np.int16 if len(proposals) < 2**15 else np.int64)  # int16 sorts by radix
-        order = np.argsort(owner, kind="stable")
-        self.point, self.sq = near["j"][order], near["v"][order] ** 2
-        self.bounds = np.searchsorted(owner[order], np.arange(len(proposals) + 1))
-        self.pairs = 0  # tree searches, not GEMM work
-
-    def _near(self, proposal: int) -> tuple[np.ndarray, np.ndarray]:
-        span = slice(self.bounds[proposal], self.bounds[proposal + 1])
-        return self.point[span], self.sq[span]
+    def __init__(self, buckets: _Buckets, proposals: np.ndarray, d2: np.ndarray):
+        at = buckets.points[proposals]
+        reach = (buckets.radius + np.sqrt(buckets.max_per_bucket(d2))) * (1 + BOUND_SLACK)
+        anchor_sq = (at * at).sum(axis=1)[:, None] - 2.0 * (at @ buckets.anchors.T) + buckets.anchor_sq[None, :]
+        owner, bucket = np.nonzero(anchor_sq < reach**2 + BOUND_SLACK * buckets.anchor_sq.max())  # by proposal
+        sizes = buckets.sizes[bucket]
+        offsets = np.repeat(buckets.starts[bucket] - np.cumsum(sizes) + sizes, sizes)
+        point = buckets.order[offsets + np.arange(sizes.sum())]
+        owner = np.repeat(owner, sizes)
+        sq = np.zeros(len(point))
+        for coordinate, of_proposal in zip(buckets.coordinates, at.T, strict=True):  # d <= 8 one-dimensional passes
+            sq += (coordinate[point] - of_proposal[owner]) ** 2
+        closer = sq < d2[point]
+        self.point, self.sq = point[closer], sq[closer]
+        self.bounds = np.searchsorted(owner[closer], np.arange(len(proposals) + 1))
+        self.pairs = 0  # not GEMM work
 
     def gains(self, accepted: list[int], d2: np.ndarray) -> np.ndarray:
         """How much each accepted proposal would lower the potential (the sum of D²)."""
         starts, lengths = self.bounds[accepted], np.diff(self.bounds)[accepted]
         spans = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
-        near_drop = np.maximum(d2[self.point[spans]] - self.sq[spans], 0.0)
-        near_gains = np.bincount(np.repeat(np.arange(len(accepted)), lengths), near_drop, minlength=len(accepted))
-        return np.maximum(d2[self.far] - self.far_sq[accepted], 0.0).sum(axis=1) + near_gains
+        drop = np.maximum(d2[self.point[spans]] - self.sq[spans], 0.0)
+        return np.bincount(np.repeat(np.arange(len(accepted)), lengths), drop, minlength=len(accepted))
 
     def lower(self, d2: np.ndarray, best: int) -> None:
-        point, sq = self._near(best)
-        d2[point] = np.minimum(d2[point], sq)
-        d2[self.far] = np.minimum(d2[self.far], self.far_sq[best])
+        span = slice(self.bounds[best], self.bounds[best + 1])
+        point = self.point[span]
+        d2[point] = np.minimum(d2[point], self.sq[span])
 
 
 def _best_candidate(gains: np.ndarray) -> int:
@@ -334,10 +365,10 @@ def _seed_by_rejection(X: np.ndarray, k: int, candidates: int, rng: np.random.Ge
     """Greedy k-means++ by batched rejection sampling (module docstring); returns (row indices, GEMM pairs)."""
     n = len(X)
     low_dim = X.shape[1] <= KD_TREE_MAX_DIM
-    tree = cKDTree(X.astype(np.float64)) if low_dim else None
+    buckets = _Buckets(X.astype(np.float64)) if low_dim else None
     chosen = [int(rng.integers(n))]
     if low_dim:
-        d2 = ((tree.data - tree.data[chosen[0]]) ** 2).sum(axis=1)
+        d2 = ((buckets.points - buckets.points[chosen[0]]) ** 2).sum(axis=1)
     else:
         d2 = _distance_rows(X, np.array(chosen), workers)[0]
     d2[chosen[0]] = 0.0  # exactly: a GEMM leaves rounding noise on a point's distance to itself
@@ -348,7 +379,7 @@ def _seed_by_rejection(X: np.ndarray, k: int, candidates: int, rng: np.random.Ge
         steps = min(k - len(chosen), len(chosen))  # at most double the centroids per batch
         n_proposals = max(2 * candidates, min(SEEDING_BLOCK_FLOATS // n, math.ceil(1.25 * steps * candidates)))
         proposals = _draw_d2(d2, n_proposals, rng)
-        rows = _NearRows(tree, proposals, d2) if low_dim else _DenseRows(X, proposals, workers)
+        rows = _NearRows(buckets, proposals, d2) if low_dim else _DenseRows(X, proposals, workers)
         pairs += rows.pairs
         threshold = rng.random(n_proposals) * d2[proposals]  # accept while u · D²_start < D²_now
         cursor = 0
@@ -515,6 +546,20 @@ def _filtered_search(X: np.ndarray, C: np.ndarray, labels: np.ndarray, upper: np
     return new_labels, new_upper, pairs
 
 
+def _low_dim_search(X: np.ndarray, C: np.ndarray, labels: np.ndarray, upper: np.ndarray,
+                    workers: Workers) -> tuple[np.ndarray, np.ndarray, int]:
+    """Exact nearest centroids in dimension <= 8: a k-d tree search of the points that Hamerly's test cannot
+    keep in place (bound at least half the distance from their centroid to its nearest other one)."""
+    search = NearestCentroid(C)
+    gap = search.search_neighbour_gap()
+    rows = np.flatnonzero(upper * (1 + BOUND_SLACK) >= 0.5 * gap[labels])
+    new_labels, new_upper = labels.copy(), upper.copy()
+    if len(rows):
+        new_labels[rows], sq = search.search_blocks(X[rows], workers)
+        new_upper[rows] = np.sqrt(sq)
+    return new_labels, new_upper, 0
+
+
 def _full_search(X: np.ndarray, C: np.ndarray, workers: Workers) -> tuple[np.ndarray, np.ndarray, int]:
     search = NearestCentroid(C)
     labels, sq = search.search_blocks(X, workers)
@@ -525,12 +570,17 @@ def _lloyd(X: np.ndarray, C: np.ndarray, n_iter: int, rng: np.random.Generator, 
            workers: Workers) -> tuple[np.ndarray, int, int]:
     """Exact Lloyd from ``C``; returns (centroids, iterations run, GEMM pairs computed)."""
     labels, upper, pairs = _full_search(X, C, workers)
-    filtering = X.shape[1] > KD_TREE_MAX_DIM and len(X) * len(C) >= FILTER_MIN_PAIRS
+    low_dim = X.shape[1] <= KD_TREE_MAX_DIM
+    filtering = not low_dim and len(X) * len(C) >= FILTER_MIN_PAIRS
     sums = _ClusterSums(X, labels, len(C))
     for it in range(1, n_iter + 1):
         if it > 1:
-            new_labels, upper, work = (_filtered_search(X, C, labels, upper, workers) if filtering
-                                       else _full_search(X, C, workers))
+            if low_dim:
+                new_labels, upper, work = _low_dim_search(X, C, labels, upper, workers)
+            elif filtering:
+                new_labels, upper, work = _filtered_search(X, C, labels, upper, workers)
+            else:
+                new_labels, upper, work = _full_search(X, C, workers)
             pairs += work
             moved = np.flatnonzero(new_labels != labels)
             if len(moved) == 0:

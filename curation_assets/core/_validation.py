@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-_CHECK_CHUNK_ROWS = 262_144
+_CHECK_CHUNK_ROWS = 65_536  # a boolean chunk × d at a time
 
 
 def as_float32_matrix(X, name: str = "X") -> np.ndarray:

@@ -16,7 +16,15 @@ from typing import ClassVar, Literal
 import numpy as np
 
 from curation_assets.core._validation import as_float32_matrix, check_finite
-from curation_assets.core.kmeans import Assigner, Metric, assign, kmeans, normalize_rows
+from curation_assets.core.kmeans import (
+    KD_TREE_MAX_DIM,
+    Assigner,
+    Metric,
+    assign,
+    fit_centroids,
+    kmeans,
+    shared_workers,
+)
 
 ResampleStrategy = Literal["closest", "random"]
 RESAMPLE_STRATEGIES = ("closest", "random")
@@ -115,11 +123,16 @@ def plan_level(spec: LevelSpec, t: int, n_inputs: int) -> tuple[LevelSpec | None
 
 @dataclass(frozen=True)
 class Level:
-    """A fitted level: centroids (k, d), the cluster of every row of X_t and its squared distance."""
+    """A fitted level: centroids (k, d), the cluster of every row of X_t and its squared distance.
+
+    ``distance_pairs`` counts the point–centroid squared distances the level computed by GEMM (all its
+    k-means, assignments and splits): the work done, 2·d FLOPs per pair.
+    """
 
     centroids: np.ndarray
     assignment: np.ndarray
     distances: np.ndarray
+    distance_pairs: int = 0
 
     @property
     def n_clusters(self) -> int:
@@ -128,101 +141,114 @@ class Level:
 
 def per_cluster_sample(labels: np.ndarray, distances: np.ndarray, sample_size: int,
                        strategy: ResampleStrategy, rng: np.random.Generator) -> np.ndarray:
-    """Row indices of exactly ``sample_size`` members of every non-empty cluster (METHOD.md resampling).
+    """Sorted row indices of ``sample_size`` members of every cluster (METHOD.md resampling).
 
-    Members are ranked closest-to-centroid first (or at random). A cluster with fewer than
-    ``sample_size`` members repeats them cyclically, so every cluster weighs the same in the
-    resampled k-means: that equal weight is what flattens the centroid density.
+    Members are ranked closest-to-centroid first (or at random); a cluster with fewer than ``sample_size``
+    members gives all of them, once. (Repeating a small cluster's members up to ``sample_size`` over-weights
+    tiny clusters: step after step they attract more centroids, and on long-tailed concepts the rarest
+    concepts end up split into many clusters while large ones share one.)
     """
     key = distances if strategy == "closest" else rng.random(len(labels))
     order = np.lexsort((key, labels))
     sizes = np.bincount(labels)
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    nonempty = np.flatnonzero(sizes)
-    offsets = np.arange(sample_size)[None, :] % sizes[nonempty, None]
-    return np.sort(order[(starts[nonempty, None] + offsets).ravel()])
+    rank = np.arange(len(labels)) - np.repeat(np.cumsum(sizes) - sizes, sizes)  # rank within the cluster
+    return np.sort(order[rank < sample_size])
 
 
-def _distances_to_own_centroid(X: np.ndarray, centroids: np.ndarray, labels: np.ndarray, metric: Metric,
-                               chunk_rows: int = 65_536) -> np.ndarray:
-    """Squared distance of every row to the centroid of its own cluster, streamed in chunks."""
-    out = np.empty(len(labels), dtype=np.float32)
-    for start in range(0, len(labels), chunk_rows):
-        block = np.asarray(X[start : start + chunk_rows], dtype=np.float32)
-        if metric == "cosine":
-            block = normalize_rows(block)
-        diff = block - centroids[labels[start : start + chunk_rows]]
-        out[start : start + len(block)] = np.einsum("ij,ij->i", diff, diff)
-    return out
-
-
-def _compact(centroids: np.ndarray, labels: np.ndarray, dists: np.ndarray) -> Level:
+def _compact(centroids: np.ndarray, labels: np.ndarray, dists: np.ndarray, distance_pairs: int) -> Level:
     """Drop clusters no row is assigned to and renumber the rest densely."""
     used = np.unique(labels)
     if len(used) == len(centroids):
-        return Level(centroids, labels, dists)
+        return Level(centroids, labels, dists, distance_pairs)
     remap = np.full(len(centroids), -1, dtype=np.int64)
     remap[used] = np.arange(len(used))
-    return Level(np.ascontiguousarray(centroids[used]), remap[labels], dists)
+    return Level(np.ascontiguousarray(centroids[used]), remap[labels], dists, distance_pairs)
 
 
-def _split_clusters(X: np.ndarray, labels: np.ndarray, n_clusters: int, spec: LevelSpec,
-                    metric: Metric, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Split every cluster into up to ``n_splits`` sub-clusters with a small k-means inside it.
+def _gemm_pairs(n: int, k: int, d: int) -> int:
+    """Point–centroid pairs of a full assignment pass computed by GEMM (a k-d tree search in low dimension)."""
+    return n * k if d > KD_TREE_MAX_DIM else 0
 
-    Points keep the sub-cluster they get inside their own cluster (no global re-assignment over
-    all k·s centroids, which would cost as much as a flat k·s k-means). Returns (centroids, labels).
+
+def _split_clusters(X: np.ndarray, labels: np.ndarray, n_clusters: int, spec: LevelSpec, metric: Metric,
+                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Split every cluster into up to ``n_splits`` sub-clusters with a small k-means inside it (METHOD.md, s_t).
+
+    Points keep the sub-cluster they get inside their own cluster (no global re-assignment over all k·s
+    centroids, which would cost as much as a flat k·s k-means). A cluster's members are never copied
+    whole: its k-means trains on a bounded sample of them and its assignment streams them in chunks.
+    Returns (centroids, labels, squared distances to the own sub-centroid, GEMM distance pairs).
     """
-    order = np.argsort(labels, kind="stable")
+    order = np.argsort(labels, kind="stable")  # members of a cluster in increasing row order
     bounds = np.searchsorted(labels[order], np.arange(n_clusters + 1))
-    parts, new_labels, offset = [], np.empty(len(labels), dtype=np.int64), 0
+    new_labels, dists = np.empty(len(labels), dtype=np.int64), np.empty(len(labels), dtype=np.float32)
+    parts, offset, pairs = [], 0, 0
+    workers = shared_workers()
     for c in range(n_clusters):
-        members = np.sort(order[bounds[c] : bounds[c + 1]])
+        members = order[bounds[c] : bounds[c + 1]]
         if len(members) == 0:
             continue
-        block = np.ascontiguousarray(X[members], dtype=np.float32)
         s = min(spec.n_splits, len(members))
-        sub = kmeans(block, s, n_iter=spec.n_iter, seed=int(rng.integers(2**31 - 1)), metric=metric,
-                     max_points_per_centroid=spec.max_points_per_centroid)
-        parts.append(sub.centroids)
-        new_labels[members] = offset + sub.labels
+        fit = fit_centroids(X, s, np.random.default_rng(int(rng.integers(2**31 - 1))), rows=members,
+                            n_iter=spec.n_iter, metric=metric, max_points_per_centroid=spec.max_points_per_centroid,
+                            seeding_candidates=spec.seeding_candidates, workers=workers)
+        sub_labels, dists[members] = assign(X, fit.centroids, metric, rows=members)
+        new_labels[members] = offset + sub_labels
+        parts.append(fit.centroids)
         offset += s
-    return np.concatenate(parts, axis=0), new_labels
+        pairs += fit.distance_pairs + _gemm_pairs(len(members), s, X.shape[1])
+    return np.concatenate(parts, axis=0), new_labels, dists, pairs
 
 
 def fit_level(X_t, spec: LevelSpec, *, seed: int = 0, metric: Metric = "l2",
               assigner: Assigner | None = None) -> Level:
     """Fit one level on its input X_t (points for level 1, previous centroids above).
 
-    k-means training runs here on a bounded sample; the passes over all of X_t (the assignment after
-    k-means and after every resampling step) go through ``assigner`` (default: in-process :func:`assign`).
+    Parameters
+    ----------
+    X_t : (n, d) float32 array or memmap
+        The level's input, read in place.
+    spec : LevelSpec
+        k_t, m_t, r_t, s_t and the k-means settings (``seeding_candidates``: greedy k-means++ tries per step).
+    seed : int
+    metric : {"l2", "cosine"}
+    assigner : Assigner, optional
+        Runs the passes over all of X_t (the assignment after k-means and after every resampling step);
+        default: in-process :func:`assign`. k-means training runs here, on bounded samples.
+
+    Returns
+    -------
+    Level
     """
     assigner = assigner or assign
     X_t = as_float32_matrix(X_t, "level input")
     check_finite(X_t, "level input")
-    n = X_t.shape[0]
+    n, d = X_t.shape
     spec = spec.resolved(n)
-    if spec.n_clusters > n:
-        raise ValueError(f"level asks for k={spec.n_clusters} clusters but its input has only {n} points; "
+    k = spec.n_clusters
+    if k > n:
+        raise ValueError(f"level asks for k={k} clusters but its input has only {n} points; "
                          f"lower n_clusters to at most {n}")
     rng = np.random.default_rng(seed)
-    km = kmeans(X_t, spec.n_clusters, n_iter=spec.n_iter, seed=int(rng.integers(2**31 - 1)),
-                metric=metric, max_points_per_centroid=spec.max_points_per_centroid, assigner=assigner)
-    centroids, labels, dists = km.centroids, km.labels, km.distances
+    km = kmeans(X_t, k, n_iter=spec.n_iter, seed=int(rng.integers(2**31 - 1)), metric=metric,
+                max_points_per_centroid=spec.max_points_per_centroid, assigner=assigner,
+                seeding_candidates=spec.seeding_candidates)
+    centroids, labels, dists, pairs = km.centroids, km.labels, km.distances, km.distance_pairs
     if spec.sample_size > 1:
         for _ in range(spec.resampling_steps):
             rows = per_cluster_sample(labels, dists, spec.sample_size, spec.resample_strategy, rng)
-            if len(rows) < spec.n_clusters:
+            if len(rows) < k:
                 break
-            sub = kmeans(np.ascontiguousarray(X_t[rows]), spec.n_clusters, n_iter=spec.n_iter,
-                         seed=int(rng.integers(2**31 - 1)), metric=metric,
-                         max_points_per_centroid=spec.max_points_per_centroid)
-            centroids = sub.centroids
+            fit = fit_centroids(X_t, k, np.random.default_rng(int(rng.integers(2**31 - 1))), rows=rows,
+                                n_iter=spec.n_iter, metric=metric, max_points_per_centroid=spec.max_points_per_centroid,
+                                seeding_candidates=spec.seeding_candidates)
+            centroids = fit.centroids
             labels, dists = assigner(X_t, centroids, metric)
+            pairs += fit.distance_pairs + _gemm_pairs(n, k, d)
     if spec.n_splits > 1:
-        centroids, labels = _split_clusters(X_t, labels, spec.n_clusters, spec, metric, rng)
-        dists = _distances_to_own_centroid(X_t, centroids, labels, metric)
-    return _compact(centroids, labels, dists)
+        centroids, labels, dists, split_pairs = _split_clusters(X_t, labels, k, spec, metric, rng)
+        pairs += split_pairs
+    return _compact(centroids, labels, dists, pairs)
 
 
 class HierarchicalClustering:

@@ -1,3 +1,6 @@
+import tracemalloc
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -32,16 +35,16 @@ def test_public_contract_shapes():
 
 
 def test_five_rings_reproduce_the_original_readme_example():
-    # The original implementation drew [225, 119, 216, 207, 233] in one run; ours averages
-    # [252, 108, 217, 186, 236] over 10 seeds (bench/bench_rings.py). Random sampling would give
-    # the 200-point ring about 7 points.
+    # The original implementation drew [225, 119, 216, 207, 233] in one run; ours (greedy k-means++) averages
+    # [232.5, 115.3, 221.4, 195.7, 235.1] over 10 seeds, no ring above 248 (bench/bench_rings.py). Random
+    # sampling would give the 200-point ring about 7 points.
     X, ring = five_rings(seed=0)
     counts = np.array([np.bincount(ring[hierarchical_sampling(hierarchical_kmeans(X, RINGS_LEVELS, seed=s), 1000,
                                                                strategy="random", seed=s)], minlength=5)
                        for s in range(3)])
     assert (counts.sum(axis=1) == 1000).all()
-    assert counts[:, 1].mean() >= 100, counts
-    assert counts.max() <= 300, counts
+    assert counts[:, 1].mean() >= 110, counts
+    assert counts.max() <= 260, counts
 
 
 def test_resampling_flattens_the_first_level():
@@ -68,6 +71,15 @@ def test_long_tailed_concepts_curate_better_than_random_and_one_level():
     assert kl["ours"] < kl["one_level"], kl
     np.testing.assert_array_equal(ours, hierarchical_sampling(hierarchical_kmeans(
         X, [LevelSpec(400, 5, 25), LevelSpec(100, 5, 2), LevelSpec(30, 5, 2)], seed=0), budget, seed=0))
+
+
+def test_long_tailed_concepts_are_balanced_as_in_issue_15():
+    # bench/bench_longtail.py, seed 0: greedy k-means++ gives a label KL-to-uniform of 0.158 (mean 0.154 over
+    # seeds 0-9), plain D² sampling 0.181 (mean 0.206), a random 10 % subset about 0.9.
+    X, concept = zipf_concepts(n_concepts=100, n_points=30_000, dim=64, seed=0)
+    levels = [LevelSpec(300, resampling_steps=10, sample_size=50), LevelSpec(60, resampling_steps=10, sample_size=2)]
+    subset = hierarchical_sampling(hierarchical_kmeans(X, levels, seed=0), 3000, strategy="random", seed=0)
+    assert label_balance(concept[subset], concept)["kl_to_uniform"] < 0.2
 
 
 def test_split_makes_k_times_s_clusters():
@@ -184,3 +196,47 @@ def test_full_pool_passes_go_through_the_assigner():
     assert calls == [(3000, 20)] * 4  # after k-means, then after each of the 3 resampling steps
     reference = fit_level(X, spec, seed=2)
     np.testing.assert_array_equal(level.assignment, reference.assignment)
+
+
+def _peak_traced_bytes(fn) -> int:
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_a_level_reads_a_memmapped_pool_in_place_with_bounded_memory(tmp_path, metric):
+    # Bounded memory: doubling the pool adds only the per-row outputs (labels, distances: tens of bytes a row),
+    # never copies of the pool, of a whole cluster (split) or of a chunk × k distance matrix.
+    # Both pools have clusters larger than one assignment chunk, so the chunk buffers are the same size.
+    rng = np.random.default_rng(0)
+    spec = LevelSpec(2, n_splits=4, max_points_per_centroid=64)
+    peaks = {}
+    for n in (150_000, 300_000):
+        np.save(tmp_path / f"x{n}.npy", rng.standard_normal((n, 64)).astype(np.float32))
+        X = np.load(tmp_path / f"x{n}.npy", mmap_mode="r")
+        peaks[n] = _peak_traced_bytes(lambda X=X: fit_level(X, spec, seed=0, metric=metric))
+    grown_pool = 150_000 * 64 * 4
+    assert peaks[300_000] - peaks[150_000] < grown_pool / 3, (peaks, grown_pool)
+
+
+def test_split_distances_are_to_the_own_sub_centroid():
+    X = np.random.default_rng(2).standard_normal((5000, 12)).astype(np.float32)
+    level = fit_level(X, LevelSpec(8, n_splits=3), seed=1)
+    own = ((X - level.centroids[level.assignment]) ** 2).sum(axis=1)
+    np.testing.assert_allclose(level.distances, own, rtol=1e-4, atol=1e-4)
+    assert level.distance_pairs > 0
+
+
+def test_level_seeding_candidates_reach_every_kmeans_of_the_level():
+    X = np.random.default_rng(3).standard_normal((3000, 16)).astype(np.float32)
+    plain = LevelSpec(20, seeding_candidates=1)
+    first_seed = int(np.random.default_rng(0).integers(2**31 - 1))
+    np.testing.assert_array_equal(fit_level(X, plain, seed=0).centroids,
+                                  kmeans(X, 20, seed=first_seed, seeding_candidates=1).centroids)
+    for spec in (LevelSpec(20, resampling_steps=2, sample_size=20), LevelSpec(20, n_splits=3)):
+        greedy = fit_level(X, spec, seed=0)
+        assert not np.array_equal(greedy.centroids, fit_level(X, replace(spec, seeding_candidates=1), seed=0).centroids)

@@ -659,14 +659,17 @@ def fit_centroids(X, k: int, rng: np.random.Generator, *, rows: np.ndarray | Non
     n_rows = X.shape[0] if rows is None else len(rows)
     sample = training_sample(n_rows, k, max_points_per_centroid, rng)
     taken = sample if rows is None else (rows if sample is None else rows[sample])
-    if taken is None:  # all of X: read in place, copied only to normalise
+    seeding_rows = training_sample(n_rows if taken is None else len(taken), k, SEEDING_POINTS_PER_CENTROID, rng)
+    if taken is None:  # all of X: read in place, copied only to normalise (and the seeding sample gathered)
         train = unit_rows(X) if metric == "cosine" else np.ascontiguousarray(X, dtype=np.float32)
-    else:
+        seeding_set = train if seeding_rows is None else train[seeding_rows]
+    else:  # one copy, the seeding sample's rows first: seeding reads a view of it
+        if seeding_rows is not None:
+            taken = np.concatenate([taken[seeding_rows], np.delete(taken, seeding_rows)])
         train = np.ascontiguousarray(X[taken], dtype=np.float32)
         if metric == "cosine":
             unit_rows(train, inplace=True)
-    seeding_rows = training_sample(len(train), k, SEEDING_POINTS_PER_CENTROID, rng)
-    seeding_set = train if seeding_rows is None else train[seeding_rows]
+        seeding_set = train if seeding_rows is None else train[: len(seeding_rows)]
     seeds, seeding_pairs = _seed(seeding_set, k, seeding_candidates, rng, workers)
     centroids, iterations, lloyd_pairs = _lloyd(train, seeding_set[seeds], n_iter, rng, metric == "cosine", workers)
     return TrainedCentroids(centroids, iterations, seeding_pairs + lloyd_pairs)

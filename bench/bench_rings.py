@@ -7,6 +7,7 @@ Prints per-ring counts of the 1000 drawn points and the wall time of clustering 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -22,7 +23,8 @@ def main():
     ap.add_argument("--seeds", type=int, default=10)
     args = ap.parse_args()
     X, ring = five_rings(seed=0)
-    print(f"ring sizes {list(RING_SIZES)}; original implementation drew [225, 119, 216, 207, 233]")
+    print(f"ring sizes {list(RING_SIZES)}; original implementation drew [225, 119, 216, 207, 233]; "
+          f"load {os.getloadavg()[0]:.2f}")
     counts, times = [], []
     for seed in range(args.seeds):
         t = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Hierarchical k-means with resampling (Vo et al. 2024, METHOD.md).
+"""Hierarchical k-means with resampling (Vo et al. 2024; docs/method.md, section 2).
 
 Level 1 clusters the points of X; level t > 1 clusters the centroids of level t-1 (its
 input ``X_t``). Each level runs k-means, then ``resampling_steps`` times draws
@@ -9,6 +9,7 @@ may split each of its clusters into ``n_splits`` sub-clusters with a small k-mea
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import ClassVar, Literal
@@ -32,7 +33,7 @@ RESAMPLE_STRATEGIES = ("closest", "random")
 
 @dataclass(frozen=True)
 class LevelSpec:
-    """One level of the hierarchy (METHOD.md): k_t, m_t, r_t, the resampling draw and s_t.
+    """One level of the hierarchy (docs/method.md, section 2): k_t, m_t, r_t, the resampling draw and s_t.
 
     Parameters
     ----------
@@ -141,7 +142,7 @@ class Level:
 
 def per_cluster_sample(labels: np.ndarray, distances: np.ndarray, sample_size: int,
                        strategy: ResampleStrategy, rng: np.random.Generator) -> np.ndarray:
-    """Sorted row indices of ``sample_size`` members of every cluster (METHOD.md resampling).
+    """Sorted row indices of ``sample_size`` members of every cluster (docs/method.md, resampling).
 
     Members are ranked closest-to-centroid first (or at random); a cluster with fewer than ``sample_size``
     members gives all of them, once. (Repeating a small cluster's members up to ``sample_size`` over-weights
@@ -172,7 +173,7 @@ def _gemm_pairs(n: int, k: int, d: int) -> int:
 
 def _split_clusters(X: np.ndarray, labels: np.ndarray, n_clusters: int, spec: LevelSpec, metric: Metric,
                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Split every cluster into up to ``n_splits`` sub-clusters with a small k-means inside it (METHOD.md, s_t).
+    """Split every cluster into up to ``n_splits`` sub-clusters with a small k-means inside it (docs/method.md, splits).
 
     Points keep the sub-cluster they get inside their own cluster (no global re-assignment over all k·s
     centroids, which would cost as much as a flat k·s k-means). A cluster's members are never copied
@@ -201,7 +202,7 @@ def _split_clusters(X: np.ndarray, labels: np.ndarray, n_clusters: int, spec: Le
 
 
 def fit_level(X_t, spec: LevelSpec, *, seed: int = 0, metric: Metric = "l2",
-              assigner: Assigner | None = None) -> Level:
+              assigner: Assigner | None = None, log: Callable[[str], None] | None = None) -> Level:
     """Fit one level on its input X_t (points for level 1, previous centroids above).
 
     Parameters
@@ -215,6 +216,9 @@ def fit_level(X_t, spec: LevelSpec, *, seed: int = 0, metric: Metric = "l2",
     assigner : Assigner, optional
         Runs the passes over all of X_t (the assignment after k-means and after every resampling step);
         default: in-process :func:`assign`. k-means training runs here, on bounded samples.
+    log : callable, optional
+        Called with one line after the k-means, after every resampling step and after the splits, each with
+        its seconds (progress for a long level).
 
     Returns
     -------
@@ -230,12 +234,16 @@ def fit_level(X_t, spec: LevelSpec, *, seed: int = 0, metric: Metric = "l2",
         raise ValueError(f"level asks for k={k} clusters but its input has only {n} points; "
                          f"lower n_clusters to at most {n}")
     rng = np.random.default_rng(seed)
+    log = log or (lambda message: None)
+    started = time.perf_counter()
     km = kmeans(X_t, k, n_iter=spec.n_iter, seed=int(rng.integers(2**31 - 1)), metric=metric,
                 max_points_per_centroid=spec.max_points_per_centroid, assigner=assigner,
                 seeding_candidates=spec.seeding_candidates)
+    log(f"k-means k={k} on {n} inputs: {km.n_iter} Lloyd iterations, {time.perf_counter() - started:.1f} s")
     centroids, labels, dists, pairs = km.centroids, km.labels, km.distances, km.distance_pairs
     if spec.sample_size > 1:
-        for _ in range(spec.resampling_steps):
+        for step in range(1, spec.resampling_steps + 1):
+            started = time.perf_counter()
             rows = per_cluster_sample(labels, dists, spec.sample_size, spec.resample_strategy, rng)
             if len(rows) < k:
                 break
@@ -245,9 +253,13 @@ def fit_level(X_t, spec: LevelSpec, *, seed: int = 0, metric: Metric = "l2",
             centroids = fit.centroids
             labels, dists = assigner(X_t, centroids, metric)
             pairs += fit.distance_pairs + _gemm_pairs(n, k, d)
+            log(f"resampling step {step}/{spec.resampling_steps}: k-means on {len(rows)} drawn inputs and a new "
+                f"assignment of all {n}, {time.perf_counter() - started:.1f} s")
     if spec.n_splits > 1:
+        started = time.perf_counter()
         centroids, labels, dists, split_pairs = _split_clusters(X_t, labels, k, spec, metric, rng)
         pairs += split_pairs
+        log(f"splits: {k} clusters into up to {spec.n_splits} each, {time.perf_counter() - started:.1f} s")
     return _compact(centroids, labels, dists, pairs)
 
 

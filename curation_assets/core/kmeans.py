@@ -1,6 +1,6 @@
 """k-means for the curation hierarchy: greedy k-means++ seeding, exact filtered Lloyd, streamed assignment.
 
-METHOD.md, "Initialisation decides everything": the flattening of the centroid distribution only
+docs/method.md, section 3 ("Seeding decides everything"): the flattening of the centroid distribution only
 happens when every k-means places its centroids like converged k-means does, so every run here is
 seeded with *greedy* k-means++ (Arthur & Vassilvitskii 2007; the greedy variant is scikit-learn's
 ``kmeans_plusplus``): at each step, draw ``L = 2 + floor(ln k)`` candidates from the D² distribution

@@ -44,7 +44,7 @@ def embed_rows(model, corpus_path, column: str, start: int, stop: int):
 
 def assign_rows(X, centroids: np.ndarray, metric: Metric, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
     """One assignment task: nearest centroid and squared distance of rows ``start:stop`` of X."""
-    return assign(X[start:stop], centroids, metric, chunk_rows=max(1, stop - start))
+    return assign(X, centroids, metric, rows=np.arange(start, stop))  # read chunk by chunk, not as one copy
 
 
 class TaskCounter:

@@ -17,7 +17,7 @@ from curation_assets.core import LevelSpec, cluster_size_stats, fit_level, level
 from curation_assets.core.linalg import unit_rows
 from curation_assets.graph import checks, metadata
 from curation_assets.graph.resources import ExecutionResource
-from curation_assets.graph.steps import Step, apply_overrides, overrides_of
+from curation_assets.graph.steps import ProgressLog, Step, apply_overrides, overrides_of
 from curation_assets.plots import size_histogram_md
 from curation_assets.store import Pool, Tree, fingerprint
 
@@ -72,7 +72,10 @@ def cluster_gallery(step: Step, t: int, pool_labels: np.ndarray, tree: Tree, lev
 def fit(step: Step, t: int, below: Tree, spec: LevelSpec, seed: int, execution: ExecutionResource):
     """Fit level t on the tree below and publish its files; returns the level's metadata."""
     backend = execution.get(step.config.execution)
-    level = fit_level(below.next_input(), spec, seed=seed, metric=step.cfg.metric, assigner=backend.assign)
+    progress = ProgressLog(step, f"level {t}", total=1, every_s=3.0)
+    progress.last -= progress.every_s  # the first step's line always goes out
+    level = fit_level(below.next_input(), spec, seed=seed, metric=step.cfg.metric, assigner=backend.assign,
+                      log=progress.line)
     inputs = np.ones(len(level.assignment), dtype=np.int64) if t == 1 else below.cluster_sizes(t - 1)
     sizes = np.bincount(level.assignment, weights=inputs, minlength=level.n_clusters).astype(np.int64)
     Tree.write_level(step.layout, t, level, sizes)

@@ -74,6 +74,13 @@ class ProgressLog:
         self.step.log(f"{self.what}: {done}/{self.total} ({100 * done / max(self.total, 1):.0f} %), "
                       f"{rate:.1f}/s, ~{left:.0f} s left{extra}")
 
+    def line(self, message: str) -> None:
+        """Log ``message`` unless a line went out less than ``every_s`` seconds ago (the core's step log)."""
+        now = time.perf_counter()
+        if now - self.last >= self.every_s:
+            self.last = now
+            self.step.log(f"{self.what}: {message}")
+
     def of_total(self, done: int, total: int) -> None:
         """The ``progress(done, total)`` callback of the core, for work whose total is known only inside."""
         self.total = total

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from curation_assets.demo import SATELLITE_CLASSES, _stratified_indices, demo_corpus, demo_data_dir
+from curation_assets.readers import GEOREF
 
 N_CLASSES = {"text": 45, "image": 10, "satellite": 4}
 
@@ -66,8 +67,10 @@ def test_image_schema_and_pngs(image_df):
         assert im.mode == "L" and im.size == (28, 28)
 
 
-def test_satellite_schema_and_pngs(sat_df):
-    assert sat_df.schema == pl.Schema({"id": pl.String, "image": pl.Binary, "label": pl.String})
+def test_satellite_schema_pngs_and_georeference(sat_df):
+    assert sat_df.schema == pl.Schema({"id": pl.String, "image": pl.Binary, "label": pl.String, "georef": GEOREF})
+    first = demo_corpus("satellite", max_items=None, tile_px=30).row(0, named=True)  # the north-west tile
+    assert first["georef"] == {"crs": "EPSG:4326", "x_min": -180.0, "x_max": -178.0, "y_min": 88.0, "y_max": 90.0}
     assert sat_df.height == 400
     assert set(sat_df["label"]) <= set(SATELLITE_CLASSES)
     for png in sat_df["image"].head(20):
@@ -140,7 +143,7 @@ def test_missing_files_message(monkeypatch, tmp_path):
 
 
 def test_only_light_imports():
-    """The demo module may import numpy, polars, Pillow and the stdlib only (never dagster or torch)."""
+    """The demo module may import numpy, polars, Pillow, the stdlib and the readers only (never dagster or torch)."""
     import ast
 
     import curation_assets.demo as demo
@@ -153,4 +156,6 @@ def test_only_light_imports():
         elif isinstance(node, ast.ImportFrom) and node.level == 0:
             roots.add(node.module.split(".")[0])
     third_party = roots - set(sys.stdlib_module_names) - {"__future__"}
-    assert third_party == {"numpy", "polars", "PIL"}
+    assert third_party == {"numpy", "polars", "PIL", "curation_assets"}
+    assert {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module
+            and n.module.startswith("curation_assets")} == {"curation_assets.readers"}

@@ -1,10 +1,10 @@
 """Which curation knobs buy label balance and probe accuracy on the real demo embeddings?
 
 Run: .venv/bin/python bench/tune_quality.py [--modalities text image satellite] [--seeds 0 1]
-     [--out /tmp/tune_quality.md] [--data /tmp/demo_data/embeddings]
+     [--out /tmp/tune_quality.md] [--data <data root of a materialized demo, default $CURATION_DATA_DIR or data/>]
 
-Per modality: the ``pool`` rows only (``test`` rows are never read). A validation split is held out
-of the pool (per class min(40, class_size // 3) rows, seed 0); curation runs on the rest. Every
+Per modality: the materialized pool (``deduplicated``, read through the store). A validation split is held
+out of it (per class min(40, class_size // 3) rows, seed 0); curation runs on the rest. Every
 configuration draws a subset of 20 % of the curation pool and is judged by
 
 * ``H``      label normalised entropy of the subset (``label_balance``),
@@ -27,41 +27,29 @@ import argparse
 import time
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
-import polars as pl
 
 from curation_assets.core import LevelSpec, hierarchical_kmeans, hierarchical_sampling, label_balance
 from curation_assets.evaluation import oracle_balanced
 
-DATA = "/tmp/demo_data/embeddings"
 FRACTION = 0.2
 VAL_PER_CLASS = 40
 PROBE_MAX_ITER = 200
 
 
 # ---------------------------------------------------------------- data
-def load_embeddings(modality: str, root: str) -> np.ndarray:
-    from pathlib import Path
+def load_task(modality: str, root: str | None, seed: int = 0):
+    """(X_cur, y_cur, X_val, y_val): the materialized pool of a modality (read through the store), with a
+    validation split carved out of it (per class min(40, class size // 3) rows, seeded)."""
+    from curation_assets.store import Layout, Pool, data_root
 
-    base = Path(root) / modality
-    full = base / "embeddings.npy"
-    if full.is_file():
-        return np.load(full)
-    shards = sorted((base / "shards").glob("part-*.npy"))
-    if not shards:
-        raise FileNotFoundError(f"no embeddings.npy nor shards/part-*.npy under {base}")
-    return np.concatenate([np.load(s) for s in shards], axis=0)
-
-
-def load_task(modality: str, root: str, seed: int = 0):
-    """(X_cur, y_cur, X_val, y_val): curation pool and validation split, both from the pool rows only."""
-    X = load_embeddings(modality, root)
-    rows = pl.read_parquet(f"{root}/{modality}/rows.parquet")
-    if len(rows) != len(X):
-        raise ValueError(f"{modality}: {len(rows)} rows in rows.parquet but {len(X)} embeddings")
-    pool = np.flatnonzero(rows["split"].to_numpy() == "pool")
-    X, y = np.ascontiguousarray(X[pool], dtype=np.float32), rows["label"].to_numpy()[pool]
+    pool = Pool.open(Layout(modality, Path(root) if root else data_root()))
+    y = pool.labels()
+    if y is None or any(v is None for v in y):
+        raise ValueError(f"{modality}: the study needs every pool row labelled")
+    X, y = np.ascontiguousarray(pool.X, dtype=np.float32), y.astype(str)
     rng = np.random.default_rng(seed)
     val = []
     for c in np.unique(y):
@@ -301,9 +289,9 @@ def confirm(study: Study, seeds: tuple[int, ...], top: int = 3) -> tuple[str, st
     rec = max(picks, key=lambda k: min(conf[k]))
     cfg = study.results[rec]["cfg"]
     yaml = [f"metric: {cfg.tree.metric}", "levels:"]
-    yaml += [f"  - {{n_clusters: {s.n_clusters}, resampling_steps: {s.resampling_steps}, sample_size: {s.sample_size}}}"
-             f"  # k = n/{div} of this {len(study.X)}-row pool"
-             for s, div in zip(cfg.tree.specs(len(study.X)), cfg.tree.divisors, strict=True)]
+    ratios = [cfg.tree.divisors[0], *(b // a for a, b in zip(cfg.tree.divisors, cfg.tree.divisors[1:], strict=False))]
+    r = "" if cfg.tree.sample_size == "paper" else f", sample_size: {cfg.tree.sample_size}"
+    yaml += [f"  - {{per_cluster: {ratio}, resampling_steps: {cfg.tree.steps}{r}}}" for ratio in ratios]
     yaml.append(f"sampling: {{fraction: 0.2, strategy: {cfg.strategy}, alpha: {cfg.alpha:g}, seed: 0}}")
     lines += ["", f"recommended (highest confirmed min(H gain, probe gain)): **{rec}**: H gain {conf[rec][0]:.2f}, "
               f"probe gain {conf[rec][1]:.2f}", "", "```yaml", *yaml, "```"]
@@ -315,7 +303,7 @@ def main():
     ap.add_argument("--modalities", nargs="+", default=["text", "image", "satellite"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     ap.add_argument("--confirm-seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4, 5])
-    ap.add_argument("--data", default=DATA)
+    ap.add_argument("--data", default=None)
     ap.add_argument("--out", default="/tmp/tune_quality.md")
     args = ap.parse_args()
     sections, t_all = [], time.perf_counter()

@@ -97,13 +97,20 @@ def scatter_md(points, highlight, title: str, equal_axes: bool = True) -> str:
 
 
 def project_2d(X: np.ndarray, fit_rows: np.ndarray) -> np.ndarray:
-    """A 2-D view of the rows of X: themselves when d = 2, else PCA fitted on ``fit_rows`` of X."""
+    """A 2-D view of the rows of X: themselves when d = 2, else their first two principal components,
+    fitted on ``fit_rows`` of X (a seeded randomized range finder: a few products with a thin matrix
+    instead of a full SVD of an n × d matrix)."""
     X = np.asarray(X, dtype=np.float64)
     if X.shape[1] <= 2:
         return X[:, :2]
-    mean = X[fit_rows].mean(axis=0)
-    _, _, vt = np.linalg.svd(X[fit_rows] - mean, full_matrices=False)
-    return (X - mean) @ vt[:2].T
+    fit = X[fit_rows]
+    mean = fit.mean(axis=0)
+    centred = fit - mean
+    basis = np.random.default_rng(0).standard_normal((X.shape[1], 8))
+    for _ in range(4):  # power iterations sharpen the top of the spectrum
+        basis, _ = np.linalg.qr(centred.T @ (centred @ basis))
+    _, _, vt = np.linalg.svd(centred @ basis, full_matrices=False)
+    return (X - mean) @ (basis @ vt[:2].T)
 
 
 def map_md(X, rows: np.ndarray, max_points: int, seed: int, title: str) -> str:

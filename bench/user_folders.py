@@ -3,10 +3,11 @@
   .venv/bin/python bench/user_folders.py [--modalities image text] [--out /tmp/user_folders]
 
 Builds each folder with ``curation_assets.demo.folders`` (images: 10 Fashion-MNIST classes, 450 → 45 per
-class, an exact copy of every 7th image; text: 8 topics, 300 → 30 sentences, a case/whitespace variant of
-every 7th), runs ``dagster asset materialize --select '*'`` on it with the settings below, and prints what
-``benchmark_scores`` measured on the published ``subset.parquet``: its label balance and probe accuracy
-against random samples of the same size (mean ± std over the seeds), and the subset's size and pool.
+class, an exact copy of every 7th image; text: WordNet glosses of 8 distinct topics, 300 → 30 per class, a
+case/whitespace variant of every 7th), runs ``dagster asset materialize --select '*'`` on it with the bundled
+``curation.yaml``'s settings for that modality (only the source changed to the folder: what a new user gets),
+and prints what ``benchmark_scores`` measured on the published ``subset.parquet``: its label balance and probe
+accuracy against random samples of the same size (mean ± std over the seeds), and the subset's size and pool.
 """
 
 from __future__ import annotations
@@ -17,27 +18,20 @@ import subprocess
 import sys
 from pathlib import Path
 
-from curation_assets.demo.folders import image_folder, long_tail, text_corpus
+import yaml
+
+from curation_assets.demo.folders import TEXT_CLASSES, image_folder, long_tail, text_corpus
 from curation_assets.store import Layout, Scores
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIG = """
-modalities:
-  image:
-    source: {kind: files}
-    embedder: {kind: efficientnet_lite0, batch_size: 64, image_size: 96}
-    metric: cosine
-    levels: [{per_cluster: 20, resampling_steps: 10}, {per_cluster: 4, resampling_steps: 10}]
-    sampling: {fraction: 0.2, seed: 0}
-    benchmark: {seeds: [0, 1, 2, 3, 4]}
-  text:
-    source: {kind: files}
-    embedder: {kind: sentence_transformer, batch_size: 64}
-    metric: cosine
-    levels: [{per_cluster: 20, resampling_steps: 10}, {per_cluster: 4, resampling_steps: 10}]
-    sampling: {fraction: 0.2, seed: 0}
-    benchmark: {seeds: [0, 1, 2, 3, 4]}
-"""
+SEEDS = [0, 1, 2, 3, 4]
+
+
+def user_config(modalities: list[str]) -> str:
+    """The bundled curation.yaml's blocks of these modalities, reading the user's folder, scored over 5 seeds."""
+    bundled = yaml.safe_load((REPO / "curation.yaml").read_text())["modalities"]
+    blocks = {m: {**bundled[m], "source": {"kind": "files"}, "benchmark": {"seeds": SEEDS}} for m in modalities}
+    return yaml.safe_dump({"modalities": blocks})
 METRICS = ("normalized_entropy", "kl_to_uniform", "coverage", "rare_half_share", "linear_balanced_accuracy",
            "knn_balanced_accuracy")
 
@@ -50,7 +44,7 @@ def main():
     out = Path(args.out)
     (out / "home").mkdir(parents=True, exist_ok=True)
     (out / "home/dagster.yaml").write_text("telemetry:\n  enabled: false\nnux:\n  enabled: false\n")
-    (out / "curation.yaml").write_text(CONFIG)
+    (out / "curation.yaml").write_text(user_config(args.modalities))
     env = {**os.environ, "CURATION_CONFIG": str(out / "curation.yaml"), "CURATION_DATA_DIR": str(out / "data"),
            "DAGSTER_HOME": str(out / "home"), "HF_HUB_OFFLINE": "1"}
     for modality in args.modalities:
@@ -58,7 +52,7 @@ def main():
         if modality == "image":
             labels, copies = image_folder(raw, long_tail(10, 450, 45), copies_every=7)
         else:
-            labels, copies = text_corpus(raw, long_tail(8, 300, 30), copies_every=7)
+            labels, copies = text_corpus(raw, long_tail(len(TEXT_CLASSES), 300, 30), copies_every=7)
         run = subprocess.run([str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m",
                               "curation_assets", "--select", "*", "--partition", modality], cwd=REPO, env=env,
                              capture_output=True, text=True)

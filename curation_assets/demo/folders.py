@@ -8,7 +8,6 @@ and by ``bench/user_folders.py``; try them yourself with ``python -m curation_as
 from __future__ import annotations
 
 import argparse
-import itertools
 from pathlib import Path
 
 import numpy as np
@@ -16,19 +15,8 @@ import polars as pl
 
 IMAGE_CLASSES = ("Coat", "Shirt", "Pullover", "Sneaker", "Dress", "Sandal", "Ankle boot", "T-shirt/top", "Bag",
                  "Trouser")
-TOPICS = {  # topic: (nouns, verbs)
-    "astronomy": ("comet nebula telescope galaxy orbit pulsar quasar asteroid", "glows drifts collapses spins"),
-    "cooking": ("risotto saucepan garlic oven dough broth skillet basil", "simmers bakes thickens sizzles"),
-    "sailing": ("mainsail harbour keel regatta mooring tiller spinnaker anchor", "heels tacks drifts luffs"),
-    "finance": ("bond dividend portfolio equity ledger invoice mortgage auditor", "rises defaults matures rallies"),
-    "gardening": ("tulip compost hedge seedling greenhouse orchard trowel mulch", "blooms wilts sprouts roots"),
-    "football": ("striker goalkeeper penalty midfielder stadium referee corner offside",
-                 "scores saves tackles dribbles"),
-    "medicine": ("vaccine surgeon antibiotic fracture diagnosis stethoscope ward fever",
-                 "heals spreads relieves infects"),
-    "music": ("violin chorus symphony drummer melody orchestra guitar sonata", "plays resonates harmonises echoes"),
-}
-ADJECTIVES = "old bright quiet distant small famous strange early heavy rare".split()
+TEXT_CLASSES = ("noun.animal", "noun.plant", "noun.food", "noun.body", "noun.location", "noun.time", "noun.shape",
+                "verb.weather")  # WordNet lexicographer files whose glosses are distinct topics
 
 
 def long_tail(n_classes: int, largest: int, smallest: int) -> list[int]:
@@ -56,20 +44,21 @@ def image_folder(raw: Path, sizes: list[int], copies_every: int) -> tuple[dict[s
 
 
 def text_corpus(raw: Path, sizes: list[int], copies_every: int) -> tuple[dict[str, str], set[str]]:
-    """Topic sentences in one jsonl sorted by topic (``sizes`` in :data:`TOPICS` order), with a case and
-    whitespace variant of every ``copies_every``-th sentence; returns (label of every original id, copies' ids)."""
+    """WordNet glosses of :data:`TEXT_CLASSES` (``sizes`` in that order) in one jsonl sorted by class, with a case
+    and whitespace variant of every ``copies_every``-th gloss; returns (label of every original id, copies' ids)."""
+    from curation_assets.demo import demo_corpus
+
+    demo = demo_corpus("text")
     raw.mkdir(parents=True, exist_ok=True)
     rows, labels, copies = [], {}, set()
-    for (topic, (nouns, verbs)), n in zip(TOPICS.items(), sizes, strict=False):
-        nouns = nouns.split()
-        sentences = (f"the {a} {x} {v} near the {y}" for a, x, v, y in
-                     itertools.product(ADJECTIVES, nouns, verbs.split(), reversed(nouns)) if x != y)
-        for k, text in enumerate(itertools.islice(sentences, 0, 7 * n, 7)):
-            rows.append({"id": f"{topic}-{k:04d}", "text": text, "label": topic})
-            labels[f"{topic}-{k:04d}"] = topic
+    for label, n in zip(TEXT_CLASSES, sizes, strict=False):
+        for k, text in enumerate(demo.filter(pl.col("label") == label)["text"].head(n)):
+            name = f"{label}-{k:04d}"
+            rows.append({"id": name, "text": text, "label": label})
+            labels[name] = label
             if k % copies_every == 0:
-                rows.append({"id": f"{topic}-{k:04d}-copy", "text": "  " + text.upper() + " ", "label": topic})
-                copies.add(f"{topic}-{k:04d}-copy")
+                rows.append({"id": f"{name}-copy", "text": "  " + text.upper() + " ", "label": label})
+                copies.add(f"{name}-copy")
     pl.DataFrame(rows).write_ndjson(raw / "docs.jsonl")
     return labels, copies
 
@@ -86,7 +75,7 @@ def main() -> None:
     if args.modality == "image":
         labels, copies = image_folder(raw, long_tail(10, args.largest, args.smallest), args.copies_every)
     else:
-        labels, copies = text_corpus(raw, long_tail(8, args.largest, args.smallest), args.copies_every)
+        labels, copies = text_corpus(raw, long_tail(len(TEXT_CLASSES), args.largest, args.smallest), args.copies_every)
     print(f"wrote {len(labels)} items and {len(copies)} planted copies under {raw}")
 
 

@@ -81,9 +81,9 @@ def main():
             return StandInEmbedder
 
     defs = build_definitions(load_config(config))
+    upstream = [a.key for a in defs.assets if a.key.to_user_string() not in ("benchmark_scores", "curated_dataset")]
     materialize(list(defs.assets), partition_key="text", resources={**defs.resources, "embedder": StandIn()},
-                selection=["raw_corpus", "embeddings", "deduplicated", "clustering_level_1", "clustering_level_2",
-                           "clustering_level_3", "balanced_subset"])
+                selection=upstream)
     wall, rss = timed([str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "curation_assets",
                        "--select", "curated_dataset", "--partition", "text"], env)
     corpus = tmp / "data/corpus/text/corpus.parquet"

@@ -25,6 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from dagster import deserialize_value
+
+from curation_assets.store import Embeddings, Layout
+
 HERE = Path(__file__).resolve().parent
 PY = sys.executable
 SECTIONS = ("clustering", "embedding", "cli")
@@ -96,7 +100,7 @@ def e2e_text(tmp: Path, n_docs: int) -> str:
     t = time.perf_counter()
     _, wall, rss = timed_json([str(Path(PY).parent / "dagster"), "asset", "materialize", "-m", "curation_assets",
                                "--select", "*balanced_subset", "--partition", "text"], env=env)
-    meta = json.loads((tmp / "data/embeddings/text/fingerprint.json").read_text())["metadata"]
+    meta = deserialize_value(Embeddings.open(Layout("text", tmp / "data")).record.metadata, dict)
     return table([{"documents": n_docs, "wall s (CLI, raw_corpus → balanced_subset)": round(wall, 1),
                    "embedding s": meta["seconds"], "docs/s": meta["items_per_second"],
                    "peak RSS MB (largest process)": round(rss), "total incl. start-up s":

@@ -1,12 +1,17 @@
 """Hierarchical k-means + balanced sampling at scale, out of core, with a FLOP count.
 
   python bench/bench_scale.py gen --n 1000000 --d 384 --kind longtail --out /tmp/pool.npy
-  python bench/bench_scale.py run --data /tmp/pool.npy [--engine ours|sklearn]
+  python bench/bench_scale.py run --data /tmp/pool.npy [--engine ours|sklearn] [--levels default|issue18]
+                                  [--device cpu|cuda|torch-cpu|auto]
                                   [--seeding-candidates 1] [--seeding-points-per-centroid 0]
 
 `run` opens the pool as a read-only memory map and fits the default 4 levels with the library's
 default k-means settings (n_iter=50, greedy k-means++, 256 training points per centroid):
 k = 2000 × split 10 = 20k, 2000, 500, 100; m = 1, 10, 10, 10; r = 1, 5, 2, 2; then draws 10 %.
+``--levels issue18`` fits issue 18's job instead: 3 levels, k = 2000 / 500 / 100, r = 10 / 5 / 2, 10
+resampling steps each (``issue18-small``: k = 200 / 50 / 10, for small pools). ``--device`` runs the heavy
+passes there (core ``device``); on a torch device a small k-means runs first, untimed (``warmup_s``: CUDA
+context and kernel loading).
 It prints one JSON line: wall seconds per stage, the distance work actually done and its GFLOP/s,
 and peak RSS. The work is every point–centroid squared distance computed by GEMM (2·d FLOPs each):
 seeding rows, Lloyd searches (the exact filtered Lloyd skips the pairs its bounds rule out; those are
@@ -40,6 +45,9 @@ DEFAULT_LEVELS = [
     LevelSpec(500, 10, 2),
     LevelSpec(100, 10, 2),
 ]
+ISSUE18_LEVELS = [LevelSpec(2000, 10, 10), LevelSpec(500, 10, 5), LevelSpec(100, 10, 2)]
+LEVELS = {"default": DEFAULT_LEVELS, "issue18": ISSUE18_LEVELS,
+          "issue18-small": [LevelSpec(200, 10, 10), LevelSpec(50, 10, 5), LevelSpec(10, 10, 2)]}
 GEN_CHUNK = 100_000
 
 
@@ -70,7 +78,7 @@ def generate(n: int, d: int, kind: str, out: str, seed: int = 0) -> None:
 
 
 def sklearn_fit_centroids(X, k, rng, *, rows=None, n_iter=50, metric="l2", max_points_per_centroid=256,
-                          seeding_candidates=None, workers=None):
+                          seeding_candidates=None, workers=None, device="cpu"):
     """The contract of core's ``fit_centroids``, trained by scikit-learn's KMeans (greedy k-means++, Lloyd).
 
     Counts the pairs scikit-learn computes: (2 + ln k) candidates × n per seed, n × k per Lloyd iteration.
@@ -87,27 +95,29 @@ def sklearn_fit_centroids(X, k, rng, *, rows=None, n_iter=50, metric="l2", max_p
     return kmeans_module.TrainedCentroids(km.cluster_centers_.astype(np.float32), int(km.n_iter_), pairs)
 
 
-def sklearn_kmeans(X, k, *, n_iter=50, seed=0, metric="l2", max_points_per_centroid=256, assigner=None,
-                   seeding_candidates=None):
-    """The contract of core's ``kmeans``, trained by scikit-learn (for comparison)."""
-    fit = sklearn_fit_centroids(X, k, np.random.default_rng(seed), n_iter=n_iter,
-                                max_points_per_centroid=max_points_per_centroid)
-    labels, dists = (assigner or kmeans_module.assign)(X, fit.centroids, "l2")
-    return kmeans_module.KMeansResult(fit.centroids, labels, dists, fit.n_iter, fit.distance_pairs + len(X) * k)
+def warm_up(device: str, d: int) -> float:
+    """Seconds of a small untimed k-means on a torch device (CUDA context, kernels); 0 on the faiss path."""
+    if kmeans_module.resolve_device(device) == "cpu":
+        return 0.0
+    t = time.perf_counter()
+    kmeans_module.kmeans(np.random.default_rng(0).standard_normal((20_000, d), dtype=np.float32), 100, device=device)
+    return round(time.perf_counter() - t, 1)
 
 
-def run(data: str, engine: str, target_fraction: float = 0.1, seeding_candidates: int | None = None) -> dict:
+def run(data: str, engine: str, target_fraction: float = 0.1, seeding_candidates: int | None = None,
+        levels: str = "default", device: str = "cpu") -> dict:
     X = np.load(data, mmap_mode="r")
     if engine == "sklearn":
-        hierarchy_module.kmeans, hierarchy_module.fit_centroids = sklearn_kmeans, sklearn_fit_centroids
-    levels = [replace(spec, seeding_candidates=seeding_candidates) for spec in DEFAULT_LEVELS]
+        hierarchy_module.fit_centroids = sklearn_fit_centroids
+    specs = [replace(spec, seeding_candidates=seeding_candidates) for spec in LEVELS[levels]]
+    warmup = warm_up(device, X.shape[1])
     times = {}
     t0 = time.perf_counter()
 
     def mark(t, _level):
         times[f"level_{t}_s"] = round(time.perf_counter() - t0, 1)
 
-    h = hierarchical_kmeans(X, levels, seed=0, on_level=mark)
+    h = hierarchical_kmeans(X, specs, seed=0, on_level=mark, device=device)
     t1 = time.perf_counter()
     idx = hierarchical_sampling(h, int(target_fraction * X.shape[0]), seed=0)
     t2 = time.perf_counter()
@@ -116,7 +126,8 @@ def run(data: str, engine: str, target_fraction: float = 0.1, seeding_candidates
     if concepts_path(data).is_file():
         concepts = np.load(concepts_path(data))
         balance["concept_kl_to_uniform"] = round(label_balance(concepts[idx], concepts)["kl_to_uniform"], 4)
-    return {"engine": engine, "n": X.shape[0], "d": X.shape[1], "clusters": [lv.n_clusters for lv in h.levels],
+    return {"engine": engine, "device": kmeans_module.resolve_device(device), "n": X.shape[0], "d": X.shape[1],
+            "clusters": [lv.n_clusters for lv in h.levels], "warmup_s": warmup,
             **times, "clustering_s": round(t1 - t0, 1), "sampling_s": round(t2 - t1, 2),
             "total_s": round(t2 - t0, 1), "subset": len(idx), **balance, "gflop": round(flops / 1e9),
             "gflops_per_s": round(flops / 1e9 / (t1 - t0), 1),
@@ -134,6 +145,8 @@ def main():
     r = sub.add_parser("run")
     r.add_argument("--data", required=True)
     r.add_argument("--engine", choices=["ours", "sklearn"], default="ours")
+    r.add_argument("--levels", choices=sorted(LEVELS), default="default")
+    r.add_argument("--device", default="cpu", help="cpu (faiss), cuda, torch-cpu or auto")
     r.add_argument("--seeding-candidates", type=int, default=None, help="default 2 + ln k; 1: plain D² sampling")
     r.add_argument("--seeding-points-per-centroid", type=int, default=None,
                    help="bound of the seeding sample (0: none; default: the library's)")
@@ -143,7 +156,8 @@ def main():
     else:
         if args.seeding_points_per_centroid is not None:
             kmeans_module.SEEDING_POINTS_PER_CENTROID = args.seeding_points_per_centroid or None
-        print(json.dumps(run(args.data, args.engine, seeding_candidates=args.seeding_candidates)))
+        print(json.dumps(run(args.data, args.engine, seeding_candidates=args.seeding_candidates, levels=args.levels,
+                             device=args.device)))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ may split each of its clusters into ``n_splits`` sub-clusters with a small k-mea
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -23,7 +24,8 @@ from curation_assets.core.kmeans import (
     Metric,
     assign,
     fit_centroids,
-    kmeans,
+    kernels_for,
+    label_order,
     shared_workers,
 )
 
@@ -150,8 +152,9 @@ def per_cluster_sample(labels: np.ndarray, distances: np.ndarray, sample_size: i
     concepts end up split into many clusters while large ones share one.)
     """
     key = distances if strategy == "closest" else rng.random(len(labels))
-    order = np.lexsort((key, labels))
     sizes = np.bincount(labels)
+    by_key = np.argsort(key, kind="stable")
+    order = by_key[label_order(labels[by_key], len(sizes))]  # by cluster, then key: np.lexsort((key, labels))
     rank = np.arange(len(labels)) - np.repeat(np.cumsum(sizes) - sizes, sizes)  # rank within the cluster
     return np.sort(order[rank < sample_size])
 
@@ -172,7 +175,7 @@ def _gemm_pairs(n: int, k: int, d: int) -> int:
 
 
 def _split_clusters(X: np.ndarray, labels: np.ndarray, n_clusters: int, spec: LevelSpec, metric: Metric,
-                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+                    rng: np.random.Generator, device: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Split every cluster into up to ``n_splits`` sub-clusters with a small k-means inside it (docs/method.md, splits).
 
     Points keep the sub-cluster they get inside their own cluster (no global re-assignment over all k·s
@@ -180,7 +183,7 @@ def _split_clusters(X: np.ndarray, labels: np.ndarray, n_clusters: int, spec: Le
     whole: its k-means trains on a bounded sample of them and its assignment streams them in chunks.
     Returns (centroids, labels, squared distances to the own sub-centroid, GEMM distance pairs).
     """
-    order = np.argsort(labels, kind="stable")  # members of a cluster in increasing row order
+    order = label_order(labels, n_clusters)  # members of a cluster in increasing row order
     bounds = np.searchsorted(labels[order], np.arange(n_clusters + 1))
     new_labels, dists = np.empty(len(labels), dtype=np.int64), np.empty(len(labels), dtype=np.float32)
     parts, offset, pairs = [], 0, 0
@@ -192,8 +195,8 @@ def _split_clusters(X: np.ndarray, labels: np.ndarray, n_clusters: int, spec: Le
         s = min(spec.n_splits, len(members))
         fit = fit_centroids(X, s, np.random.default_rng(int(rng.integers(2**31 - 1))), rows=members,
                             n_iter=spec.n_iter, metric=metric, max_points_per_centroid=spec.max_points_per_centroid,
-                            seeding_candidates=spec.seeding_candidates, workers=workers)
-        sub_labels, dists[members] = assign(X, fit.centroids, metric, rows=members)
+                            seeding_candidates=spec.seeding_candidates, workers=workers, device=device)
+        sub_labels, dists[members] = assign(X, fit.centroids, metric, rows=members, device=device)
         new_labels[members] = offset + sub_labels
         parts.append(fit.centroids)
         offset += s
@@ -201,8 +204,38 @@ def _split_clusters(X: np.ndarray, labels: np.ndarray, n_clusters: int, spec: Le
     return np.concatenate(parts, axis=0), new_labels, dists, pairs
 
 
-def fit_level(X_t, spec: LevelSpec, *, seed: int = 0, metric: Metric = "l2",
-              assigner: Assigner | None = None, log: Callable[[str], None] | None = None) -> Level:
+def _kmeans_and_resampling(X_t, spec: LevelSpec, metric: Metric, assigner: Assigner, rng: np.random.Generator,
+                           log: Callable[[str], None], device: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """A level's k-means and its resampling steps (docs/method.md, section 2); returns (centroids, labels,
+    squared distances, GEMM distance pairs)."""
+    n, d = X_t.shape
+    k = spec.n_clusters
+    train = functools.partial(fit_centroids, X_t, k, n_iter=spec.n_iter, metric=metric,
+                              max_points_per_centroid=spec.max_points_per_centroid,
+                              seeding_candidates=spec.seeding_candidates, device=device)
+    started = time.perf_counter()
+    fit = train(np.random.default_rng(int(rng.integers(2**31 - 1))))
+    labels, dists = assigner(X_t, fit.centroids, metric)
+    centroids, pairs = fit.centroids, fit.distance_pairs + _gemm_pairs(n, k, d)
+    log(f"k-means k={k} on {n} inputs: {fit.n_iter} Lloyd iterations, {time.perf_counter() - started:.1f} s")
+    if spec.sample_size <= 1:
+        return centroids, labels, dists, pairs
+    for step in range(1, spec.resampling_steps + 1):
+        started = time.perf_counter()
+        rows = per_cluster_sample(labels, dists, spec.sample_size, spec.resample_strategy, rng)
+        if len(rows) < k:
+            break
+        fit = train(np.random.default_rng(int(rng.integers(2**31 - 1))), rows=rows)
+        centroids = fit.centroids
+        labels, dists = assigner(X_t, centroids, metric)
+        pairs += fit.distance_pairs + _gemm_pairs(n, k, d)
+        log(f"resampling step {step}/{spec.resampling_steps}: k-means on {len(rows)} drawn inputs and a new "
+            f"assignment of all {n}, {time.perf_counter() - started:.1f} s")
+    return centroids, labels, dists, pairs
+
+
+def fit_level(X_t, spec: LevelSpec, *, seed: int = 0, metric: Metric = "l2", assigner: Assigner | None = None,
+              log: Callable[[str], None] | None = None, device: str = "cpu") -> Level:
     """Fit one level on its input X_t (points for level 1, previous centroids above).
 
     Parameters
@@ -215,16 +248,19 @@ def fit_level(X_t, spec: LevelSpec, *, seed: int = 0, metric: Metric = "l2",
     metric : {"l2", "cosine"}
     assigner : Assigner, optional
         Runs the passes over all of X_t (the assignment after k-means and after every resampling step);
-        default: in-process :func:`assign`. k-means training runs here, on bounded samples.
+        default: in-process :func:`assign` on ``device``. k-means training runs here, on bounded samples.
     log : callable, optional
         Called with one line after the k-means, after every resampling step and after the splits, each with
         its seconds (progress for a long level).
+    device : {"cpu", "cuda", "cuda:N", "torch-cpu", "auto"}
+        Where the heavy passes run (``curation_assets.core.kmeans``, "Devices"); ``"cpu"`` is the faiss path.
+        Without an ``assigner``, a torch device keeps X_t in its memory for the whole level when it fits
+        (``torch_kernels.RESIDENT_SHARE`` of the free GPU memory), and streams it chunk by chunk otherwise.
 
     Returns
     -------
     Level
     """
-    assigner = assigner or assign
     X_t = as_float32_matrix(X_t, "level input")
     check_finite(X_t, "level input")
     n, d = X_t.shape
@@ -233,31 +269,15 @@ def fit_level(X_t, spec: LevelSpec, *, seed: int = 0, metric: Metric = "l2",
     if k > n:
         raise ValueError(f"level asks for k={k} clusters but its input has only {n} points; "
                          f"lower n_clusters to at most {n}")
+    if assigner is None:
+        X_t = kernels_for(device, d).resident(X_t)
+        assigner = functools.partial(assign, device=device)
     rng = np.random.default_rng(seed)
     log = log or (lambda message: None)
-    started = time.perf_counter()
-    km = kmeans(X_t, k, n_iter=spec.n_iter, seed=int(rng.integers(2**31 - 1)), metric=metric,
-                max_points_per_centroid=spec.max_points_per_centroid, assigner=assigner,
-                seeding_candidates=spec.seeding_candidates)
-    log(f"k-means k={k} on {n} inputs: {km.n_iter} Lloyd iterations, {time.perf_counter() - started:.1f} s")
-    centroids, labels, dists, pairs = km.centroids, km.labels, km.distances, km.distance_pairs
-    if spec.sample_size > 1:
-        for step in range(1, spec.resampling_steps + 1):
-            started = time.perf_counter()
-            rows = per_cluster_sample(labels, dists, spec.sample_size, spec.resample_strategy, rng)
-            if len(rows) < k:
-                break
-            fit = fit_centroids(X_t, k, np.random.default_rng(int(rng.integers(2**31 - 1))), rows=rows,
-                                n_iter=spec.n_iter, metric=metric, max_points_per_centroid=spec.max_points_per_centroid,
-                                seeding_candidates=spec.seeding_candidates)
-            centroids = fit.centroids
-            labels, dists = assigner(X_t, centroids, metric)
-            pairs += fit.distance_pairs + _gemm_pairs(n, k, d)
-            log(f"resampling step {step}/{spec.resampling_steps}: k-means on {len(rows)} drawn inputs and a new "
-                f"assignment of all {n}, {time.perf_counter() - started:.1f} s")
+    centroids, labels, dists, pairs = _kmeans_and_resampling(X_t, spec, metric, assigner, rng, log, device)
     if spec.n_splits > 1:
         started = time.perf_counter()
-        centroids, labels, dists, split_pairs = _split_clusters(X_t, labels, k, spec, metric, rng)
+        centroids, labels, dists, split_pairs = _split_clusters(X_t, labels, k, spec, metric, rng, device)
         pairs += split_pairs
         log(f"splits: {k} clusters into up to {spec.n_splits} each, {time.perf_counter() - started:.1f} s")
     return _compact(centroids, labels, dists, pairs)
@@ -317,11 +337,12 @@ class HierarchicalClustering:
 
 def hierarchical_kmeans(X, levels: Sequence[LevelSpec], *, seed: int = 0, metric: Metric = "l2",
                         on_level: Callable[[int, Level], None] | None = None,
-                        assigner: Assigner | None = None) -> HierarchicalClustering:
+                        assigner: Assigner | None = None, device: str = "cpu") -> HierarchicalClustering:
     """Fit all levels bottom-up; level t clusters the centroids of level t-1.
 
     X: (n, d) float32 ndarray or memmap. Deterministic for a given seed. ``on_level(t, level)``
-    is called after each level (progress, checkpoints); ``assigner`` runs the full-pool passes.
+    is called after each level (progress, checkpoints); ``assigner`` runs the full-pool passes;
+    ``device`` runs the heavy passes of every level (:func:`fit_level`).
     A level too large for its input is shrunk (level 1) or dropped with the levels above it
     (:func:`plan_level`); the returned tree's ``notes`` say so.
     """
@@ -336,7 +357,7 @@ def hierarchical_kmeans(X, levels: Sequence[LevelSpec], *, seed: int = 0, metric
         notes += [note] if note else []
         if spec is None:
             break
-        level = fit_level(inp, spec, seed=level_seed(seed, t), metric=metric, assigner=assigner)
+        level = fit_level(inp, spec, seed=level_seed(seed, t), metric=metric, assigner=assigner, device=device)
         fitted.append(level)
         if on_level is not None:
             on_level(t, level)

@@ -29,16 +29,39 @@ test, and a k-d tree searches the rest). The labels are those of plain Lloyd up 
 converged points cost almost nothing, so ``n_iter`` caps what convergence needs instead of fixing the cost.
 Centroid sums are float64 and updated only for the points that moved.
 
-Thread-count independence: every GEMM here (seeding rows, Lloyd searches, the assignment) is a
-single-threaded faiss call on a fixed block of rows, and the blocks run on a thread pool, so the bytes of
-every result are the same whatever the number of threads (a multi-threaded BLAS call rounds
-differently with the thread count). The distance kernels are the small functions under "Distance
-kernels" below: the only places a different backend has to replace.
+Threads: every GEMM here (seeding rows, Lloyd searches, the assignment) is a single-threaded faiss call on
+a block of rows, and the blocks run on a thread pool (:class:`Workers`). The blocks are a function of the
+work's size only, never of the thread count: a multi-threaded BLAS call, or a different cut, rounds
+differently, so the bytes of every result are the same whatever the number of threads. A pass over few
+rows (a resampling k-means trains on r·k of them) is cut into ``TASKS_PER_PASS`` blocks so that many
+threads share it. The bookkeeping between GEMMs runs on the pool as well: an assignment task reads,
+normalises and searches its own block, training copies are gathered a block per task, Lloyd's centroid
+sums a group of ``SUM_COLUMNS`` columns per task (the same additions in the same order), a seeding step's
+gains and D² update a block of points per task. What stays on one thread is sequential by nature or
+small: the seeding's step loop (an acceptance test per proposal, the best of L gains), its D² draw per
+batch (a cumulative sum over the seeding rows), Lloyd's per-iteration label sort (a radix sort) and
+moved-point bookkeeping, the resampling draw (two sorts of the level's labels), and the argument checks.
+
+Devices: every function taking ``device`` runs its heavy passes (seeding distance rows, Lloyd searches
+and centroid sums, assignments, training-row gathers) on the kernels :func:`kernels_for` picks: ``"cpu"``
+(the default) is the faiss / numpy path above; ``"cuda"`` (or ``"cuda:N"``) and ``"torch-cpu"`` run the
+same algorithms through torch (``curation_assets.core.torch_kernels``, imported only then), the latter on
+the CPU so that tests without a GPU run the very code a GPU runs; ``"auto"`` is ``"cuda"`` when torch is
+installed and sees a GPU, else ``"cpu"``. The seeding loop, the random draws and the empty-cluster rule
+are shared, so a seed gives the same draws on every device, and the same seeds, labels and centroids as
+long as no decision falls within float rounding: a D² acceptance test, a greedy candidate's gain, or a
+near tie, a point whose squared distances to two centroids differ by less than the float32 rounding of
+||x||² + ||c||² - 2 x·c (about 1e-7 of ||x||² + ||c||², so frequent when the rows are far from the origin
+compared to their spread). The two paths round the GEMM distances differently, and after such a tie they
+follow different, equally valid k-means runs: the balance of the subset is the same (bench/bench_longtail.py
+``--device``), not its bytes. In dimension <= 8 every device takes the k-d tree path on the CPU (exact, and
+not GEMM work).
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.util
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -56,12 +79,17 @@ from curation_assets.core.linalg import unit_rows
 
 Metric = Literal["l2", "cosine"]
 METRICS = ("l2", "cosine")
+DEVICES = ("auto", "cpu", "cuda", "torch-cpu")  # and "cuda:N"
 ASSIGN_CHUNK_ROWS = 65_536  # rows of a memory-mapped X read (and, for cosine, normalised) at a time
 ASSIGN_BLOCK_ROWS = 8_192  # rows per single-threaded search or distance block
+TASKS_PER_PASS = 64  # a training pass over few rows is cut into this many blocks (down to MIN_BLOCK_ROWS rows)
+MIN_BLOCK_ROWS = 512  # fewest rows of a block (GEMM efficiency)
 KD_TREE_MAX_DIM = 8  # exact k-d tree search beats brute-force GEMM in very low dimension
 SEEDING_BLOCK_FLOATS = 1 << 24  # cap of one seeding batch's proposals × points distance rows (64 MB)
 LOW_DIM_BUCKET_ROWS = 16  # d <= 8 seeding: points per bucket of the fixed partition that finds near pairs
 SEEDING_POINTS_PER_CENTROID = 64  # greedy seeding runs on at most k × this many training rows
+SEEDING_POINT_BLOCK = 32_768  # greedy seeding: points per task of a step's gains and D² update
+SUM_COLUMNS = 32  # Lloyd's centroid sums: columns per task
 FILTER_MIN_PAIRS = 1 << 22  # below n·k point-centroid pairs a full Lloyd search is cheaper than filtering
 FILTER_MAX_SHARE = 0.5  # filter a Lloyd search only when it computes less than this share of n·k pairs
 GAIN_TIE_TOLERANCE = 1e-5  # seeding candidates whose gains agree this closely are tied
@@ -165,6 +193,19 @@ def _row_blocks(n: int, block_rows: int = ASSIGN_BLOCK_ROWS) -> list[tuple[int, 
     return [(s, min(s + block_rows, n)) for s in range(0, n, block_rows)]
 
 
+def _task_blocks(n: int, max_rows: int = ASSIGN_BLOCK_ROWS, min_rows: int = MIN_BLOCK_ROWS) -> list[tuple[int, int]]:
+    """The blocks of a pass over n rows: ``TASKS_PER_PASS`` of them (enough for many threads) unless that makes
+    them smaller than ``min_rows`` or larger than ``max_rows`` rows. A function of n only: a block's GEMM rounds
+    the same whatever the number of threads."""
+    return _row_blocks(n, min(max_rows, max(min_rows, -(-n // TASKS_PER_PASS))))
+
+
+def label_order(labels: np.ndarray, k: int) -> np.ndarray:
+    """``np.argsort(labels, kind="stable")`` for labels in [0, k): a radix sort of 16-bit labels when k allows
+    (about 6× faster than sorting int64, the same order)."""
+    return np.argsort(labels.astype(np.int16) if k <= 1 << 15 else labels, kind="stable")
+
+
 class NearestCentroid:
     """Exact nearest-centroid search: a k-d tree in low dimension, faiss's flat (GEMM) index above."""
 
@@ -202,14 +243,15 @@ class NearestCentroid:
         return Ind[:, 0].astype(np.int64), np.maximum(sq, 0.0).astype(np.float32)
 
     def search_blocks(self, block: np.ndarray, workers: Workers) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`search` with the same bytes for any pool size: single-threaded searches of
-        ``ASSIGN_BLOCK_ROWS`` rows each, spread over the pool's threads (k-d tree queries as well)."""
-        results = workers.run(self.search, [block[s:e] for s, e in _row_blocks(len(block))])
+        """:meth:`search` with the same bytes for any pool size: single-threaded searches of the blocks of
+        :func:`_task_blocks`, spread over the pool's threads (k-d tree queries as well)."""
+        results = workers.run(self.search, [block[s:e] for s, e in _task_blocks(len(block))])
         return np.concatenate([r[0] for r in results]), np.concatenate([r[1] for r in results])
 
 
 def assign(X: np.ndarray, centroids: np.ndarray, metric: Metric = "l2", chunk_rows: int = ASSIGN_CHUNK_ROWS,
-           threads: int | None = None, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+           threads: int | None = None, rows: np.ndarray | None = None,
+           device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """Nearest centroid of every row of X, streamed in chunks (X may be a memmap, read in place).
 
     Parameters
@@ -224,31 +266,21 @@ def assign(X: np.ndarray, centroids: np.ndarray, metric: Metric = "l2", chunk_ro
         Threads of the pool running the searches (default :func:`assign_threads`); the bytes do not depend on it.
     rows : (m,) int array, optional
         Assign only these rows of X, in this order (default: all rows).
+    device : str
+        ``"cpu"`` (faiss), ``"cuda"``, ``"torch-cpu"`` or ``"auto"`` (module docstring). On a torch device X may
+        also be a tensor already there.
 
     Returns
     -------
     labels : (n,) or (m,) int64, squared L2 distances : float32
-        Each chunk is searched in blocks of ``ASSIGN_BLOCK_ROWS`` rows, one single-threaded search per
+        On the CPU each chunk is searched in blocks of ``ASSIGN_BLOCK_ROWS`` rows, one single-threaded search per
         block: a multi-threaded BLAS call rounds differently with the thread count, so this keeps the bytes
         the same on every machine and in every worker (the execution backends rely on it).
     """
-    search = NearestCentroid(centroids, metric)
-    n = X.shape[0] if rows is None else len(rows)
-    labels = np.empty(n, dtype=np.int64)
-    dists = np.empty(n, dtype=np.float32)
-    workers = shared_workers(threads)
-    for start in range(0, n, chunk_rows):
-        stop = min(start + chunk_rows, n)
-        if rows is None:  # a slice: a view of X, copied only to normalise it
-            block = X[start:stop]
-            block = unit_rows(block) if metric == "cosine" else np.ascontiguousarray(block, np.float32)
-        else:  # a gathered copy, normalised in place
-            block = np.ascontiguousarray(X[rows[start:stop]], np.float32)
-            if metric == "cosine":
-                unit_rows(block, inplace=True)
-        labels[start:stop], dists[start:stop] = search.search_blocks(block, workers)
-        del block  # one chunk in memory at a time, not two while the next one is read
-    return labels, dists
+    _check_metric(metric)
+    centroids = np.ascontiguousarray(centroids, dtype=np.float32)
+    kernels = kernels_for(device, centroids.shape[1], shared_workers(threads))
+    return kernels.assign(X, centroids, metric, chunk_rows, rows)
 
 
 Assigner = Callable[[np.ndarray, np.ndarray, Metric], tuple[np.ndarray, np.ndarray]]
@@ -274,23 +306,62 @@ def _distance_rows(X: np.ndarray, sources: np.ndarray, workers: Workers) -> np.n
     def block(start: int, stop: int) -> None:
         out[:, start:stop] = _pairwise_sq_dists(from_rows, X[start:stop])
 
-    workers.run(block, *zip(*_row_blocks(len(X)), strict=True))
+    workers.run(block, *zip(*_task_blocks(len(X)), strict=True))
     return out
 
 
-class _DenseRows:
-    """Squared distances from a batch of proposals to all points (d > 8): one GEMM per block of points."""
+class _HostSeeding:
+    """The state of a greedy seeding whose D² lives on the host: D² of every point, the batch of proposals.
 
-    def __init__(self, X: np.ndarray, proposals: np.ndarray, workers: Workers):
-        self.rows = _distance_rows(X, proposals, workers)
-        self.pairs = self.rows.size
+    A seeding space (this, :class:`_DenseSeeding`, :class:`_LowDimSeeding`, or the torch kernels' one) opens on
+    the first seed and answers :func:`_seed_by_rejection`: ``current_d2()`` (a host array), ``propose(rows)``
+    (start a batch), ``d2_at(i)`` (D² now at the batch's i-th proposal), ``gains(accepted)`` and ``lower(best)``
+    (add the batch's proposal ``best`` as a centroid). ``pairs`` counts the GEMM distances computed.
+    """
 
-    def gains(self, accepted: list[int], d2: np.ndarray) -> np.ndarray:
-        """How much each accepted proposal would lower the potential (the sum of D²)."""
-        return np.maximum(d2 - self.rows[accepted], 0.0).sum(axis=1, dtype=np.float64)
+    d2: np.ndarray
+    proposals: np.ndarray
 
-    def lower(self, d2: np.ndarray, best: int) -> None:
-        np.minimum(d2, self.rows[best], out=d2)
+    def current_d2(self) -> np.ndarray:
+        return self.d2
+
+    def d2_at(self, cursor: int) -> float:
+        return self.d2[self.proposals[cursor]]
+
+
+class _DenseSeeding(_HostSeeding):
+    """d > 8: squared distances from a batch of proposals to all points, one GEMM per block of points."""
+
+    def __init__(self, X: np.ndarray, first: int, workers: Workers):
+        self.X, self.workers = X, workers
+        self.blocks = _row_blocks(len(X), SEEDING_POINT_BLOCK)
+        self.d2 = _distance_rows(X, np.array([first]), workers)[0]
+        self.d2[first] = 0.0  # exactly: a GEMM leaves rounding noise on a point's distance to itself
+        self.pairs = len(X)
+
+    def propose(self, proposals: np.ndarray) -> None:
+        self.proposals = proposals
+        self.rows = _distance_rows(self.X, proposals, self.workers)
+        self.pairs += self.rows.size
+
+    def _each_block(self, fn: Callable[[int, int], object]) -> list:
+        """``fn`` on every block of points, on the pool when there are several (the blocks never depend on it)."""
+        return [fn(*self.blocks[0])] if len(self.blocks) == 1 else self.workers.run(fn, *zip(*self.blocks, strict=True))
+
+    def gains(self, accepted: list[int]) -> np.ndarray:
+        """How much each accepted proposal would lower the potential (the sum of D²), summed block by block."""
+        def part(start: int, stop: int) -> np.ndarray:
+            drop = self.d2[start:stop] - self.rows[accepted, start:stop]
+            return np.maximum(drop, 0.0, out=drop).sum(axis=1, dtype=np.float64)
+
+        return np.sum(self._each_block(part), axis=0)
+
+    def lower(self, best: int) -> None:
+        def part(start: int, stop: int) -> None:
+            np.minimum(self.d2[start:stop], self.rows[best, start:stop], out=self.d2[start:stop])
+
+        self._each_block(part)
+        self.d2[self.proposals[best]] = 0.0
 
 
 class _Buckets:
@@ -360,42 +431,54 @@ def _best_candidate(gains: np.ndarray) -> int:
     return int(np.flatnonzero(gains >= gains.max() * (1 - GAIN_TIE_TOLERANCE))[0])
 
 
-def _seed_by_rejection(X: np.ndarray, k: int, candidates: int, rng: np.random.Generator,
-                       workers: Workers) -> tuple[list[int], int]:
-    """Greedy k-means++ by batched rejection sampling (module docstring); returns (row indices, GEMM pairs)."""
-    n = len(X)
-    low_dim = X.shape[1] <= KD_TREE_MAX_DIM
-    buckets = _Buckets(X.astype(np.float64)) if low_dim else None
+class _LowDimSeeding(_HostSeeding):
+    """d <= 8: D² in float64 and, per batch, only the near (proposal, point) pairs (:class:`_NearRows`)."""
+
+    def __init__(self, X: np.ndarray, first: int):
+        self.buckets = _Buckets(X.astype(np.float64))
+        self.d2 = ((self.buckets.points - self.buckets.points[first]) ** 2).sum(axis=1)
+        self.pairs = 0  # not GEMM work
+
+    def propose(self, proposals: np.ndarray) -> None:
+        self.proposals = proposals
+        self.rows = _NearRows(self.buckets, proposals, self.d2)
+
+    def gains(self, accepted: list[int]) -> np.ndarray:
+        return self.rows.gains(accepted, self.d2)
+
+    def lower(self, best: int) -> None:
+        self.rows.lower(self.d2, best)
+        self.d2[self.proposals[best]] = 0.0
+
+
+def _seed_by_rejection(n: int, k: int, candidates: int, rng: np.random.Generator,
+                       open_space: Callable[[int], _HostSeeding]) -> tuple[list[int], int]:
+    """Greedy k-means++ by batched rejection sampling (module docstring) over the seeding space that
+    ``open_space(first seed)`` returns; returns (row indices, GEMM pairs)."""
     chosen = [int(rng.integers(n))]
-    if low_dim:
-        d2 = ((buckets.points - buckets.points[chosen[0]]) ** 2).sum(axis=1)
-    else:
-        d2 = _distance_rows(X, np.array(chosen), workers)[0]
-    d2[chosen[0]] = 0.0  # exactly: a GEMM leaves rounding noise on a point's distance to itself
-    pairs = 0 if low_dim else n
+    space = open_space(chosen[0])
     while len(chosen) < k:
+        d2 = space.current_d2()
         if not d2.sum(dtype=np.float64) > 0:  # every point coincides with a centroid
-            return _fill_with_unused(n, chosen, k, rng), pairs
+            return _fill_with_unused(n, chosen, k, rng), space.pairs
         steps = min(k - len(chosen), len(chosen))  # at most double the centroids per batch
         n_proposals = max(2 * candidates, min(SEEDING_BLOCK_FLOATS // n, math.ceil(1.25 * steps * candidates)))
         proposals = _draw_d2(d2, n_proposals, rng)
-        rows = _NearRows(buckets, proposals, d2) if low_dim else _DenseRows(X, proposals, workers)
-        pairs += rows.pairs
         threshold = rng.random(n_proposals) * d2[proposals]  # accept while u · D²_start < D²_now
+        space.propose(proposals)
         cursor = 0
         while len(chosen) < k:
             accepted: list[int] = []
             while len(accepted) < candidates and cursor < n_proposals:
-                if threshold[cursor] < d2[proposals[cursor]]:
+                if threshold[cursor] < space.d2_at(cursor):
                     accepted.append(cursor)
                 cursor += 1
             if len(accepted) < candidates:  # proposals used up mid-step: redraw the step from the current D²
                 break
-            best = accepted[0] if candidates == 1 else accepted[_best_candidate(rows.gains(accepted, d2))]
+            best = accepted[0] if candidates == 1 else accepted[_best_candidate(space.gains(accepted))]
             chosen.append(int(proposals[best]))
-            rows.lower(d2, best)
-            d2[chosen[-1]] = 0.0
-    return chosen, pairs
+            space.lower(best)
+    return chosen, space.pairs
 
 
 def _fill_with_unused(n: int, chosen: list[int], k: int, rng: np.random.Generator) -> list[int]:
@@ -404,16 +487,17 @@ def _fill_with_unused(n: int, chosen: list[int], k: int, rng: np.random.Generato
     return chosen + rng.choice(unused, k - len(chosen), replace=False).tolist()
 
 
-def _seed(X: np.ndarray, k: int, candidates: int | None, rng: np.random.Generator,
-          workers: Workers) -> tuple[np.ndarray, int]:
-    """Row indices of k greedy k-means++ seeds in X (contiguous float32), and the GEMM pairs computed."""
+def _seed(X, k: int, candidates: int | None, rng: np.random.Generator,
+          open_space: Callable[[int], _HostSeeding]) -> tuple[np.ndarray, int]:
+    """Row indices of k greedy k-means++ seeds among the n rows of X (a seeding space over them opens with
+    ``open_space``, see :meth:`FaissKernels.seeding`), and the GEMM pairs computed."""
     n = X.shape[0]
     if not 1 <= k <= n:
         raise ValueError(f"k-means++ needs 1 <= k <= n, got k={k}, n={n}")
     candidates = default_seeding_candidates(k) if candidates is None else candidates
     if candidates < 1:
         raise ValueError(f"seeding candidates must be >= 1, got {candidates}")
-    chosen, pairs = _seed_by_rejection(X, k, candidates, rng, workers)
+    chosen, pairs = _seed_by_rejection(n, k, candidates, rng, open_space)
     return np.asarray(chosen), pairs
 
 
@@ -438,7 +522,7 @@ def kmeans_plusplus(X: np.ndarray, k: int, rng: np.random.Generator, *, candidat
     (k, d) float32 array of rows of X, distinct rows unless X has fewer than k distinct rows.
     """
     X = np.ascontiguousarray(X, dtype=np.float32)
-    chosen, _ = _seed(X, k, candidates, rng, shared_workers(threads))
+    chosen, _ = _seed(X, k, candidates, rng, FaissKernels(shared_workers(threads)).seeding(X))
     return X[chosen].copy()
 
 
@@ -446,45 +530,64 @@ def kmeans_plusplus(X: np.ndarray, k: int, rng: np.random.Generator, *, candidat
 
 
 class _ClusterSums:
-    """Point counts and float64 coordinate sums per cluster, updated for the points that move."""
+    """Point counts and float64 coordinate sums per cluster, updated for the points that move. A task of the
+    pool sums a group of ``SUM_COLUMNS`` columns; every sum adds the same rows in the same order whatever the
+    number of threads."""
 
-    def __init__(self, X: np.ndarray, labels: np.ndarray, k: int):
-        self.k = k
+    def __init__(self, X: np.ndarray, labels: np.ndarray, k: int, workers: Workers):
+        self.k, self.workers = k, workers
         self.counts = np.bincount(labels, minlength=k)
         self.sums = np.zeros((k, X.shape[1]))
-        for start, stop in _row_blocks(len(X)):
-            self._add(labels[start:stop], None, X[start:stop])
+        self._add(X, None, labels, None)
 
-    def _add(self, to: np.ndarray, away_from: np.ndarray | None, rows: np.ndarray) -> None:
-        """Add ``rows`` to the sums of clusters ``to`` (and subtract them from ``away_from``)."""
+    def _scatter(self, to: np.ndarray, away_from: np.ndarray | None) -> sparse.csr_matrix:
+        """(k, m) matrix adding m rows to the clusters ``to`` (and subtracting them from ``away_from``)."""
         m = len(to)
         cluster, column, sign = to, np.arange(m), np.ones(m)
         if away_from is not None:
             cluster, column, sign = np.r_[to, away_from], np.r_[column, column], np.r_[sign, -sign]
-        scatter = sparse.csr_matrix((sign, (cluster, column)), shape=(self.k, m))
-        self.sums += scatter @ rows.astype(np.float64)
+        return sparse.csr_matrix((sign, (cluster, column)), shape=(self.k, m))
+
+    def _add(self, X: np.ndarray, rows: np.ndarray | None, to: np.ndarray, away_from: np.ndarray | None) -> None:
+        """Add X's rows ``rows`` (None: all) to the sums of clusters ``to`` (and subtract them from ``away_from``),
+        one sparse product per block of ``ASSIGN_BLOCK_ROWS`` rows."""
+        blocks = _row_blocks(len(to))
+        scatters = [self._scatter(to[s:e], None if away_from is None else away_from[s:e]) for s, e in blocks]
+
+        def columns(first: int, last: int) -> None:
+            for (start, stop), scatter in zip(blocks, scatters, strict=True):
+                part = X[start:stop, first:last] if rows is None else X[rows[start:stop], first:last]
+                self.sums[:, first:last] += scatter @ part.astype(np.float64)
+
+        self.workers.run(columns, *zip(*_row_blocks(X.shape[1], SUM_COLUMNS), strict=True))
 
     def move(self, X: np.ndarray, rows: np.ndarray, old: np.ndarray, new: np.ndarray) -> None:
         """Rows ``rows`` of X leave clusters ``old`` for clusters ``new``."""
         self.counts += np.bincount(new, minlength=self.k) - np.bincount(old, minlength=self.k)
-        for start, stop in _row_blocks(len(rows)):
-            self._add(new[start:stop], old[start:stop], X[rows[start:stop]])
+        self._add(X, rows, new, old)
 
     def centroids(self, previous: np.ndarray, rng: np.random.Generator, spherical: bool) -> np.ndarray:
-        """Cluster means; an empty cluster takes a perturbed copy of a large cluster's centroid (as faiss does)."""
-        counts = self.counts.copy()
-        nonempty = counts > 0
-        C = np.zeros_like(previous)
-        C[nonempty] = self.sums[nonempty] / counts[nonempty, None]
-        for c in np.flatnonzero(~nonempty):  # split a big cluster in two
-            spare = np.maximum(counts - 1, 0)
-            donor = rng.choice(self.k, p=spare / max(1, spare.sum()))
-            eps = (1.0 / 1024) * rng.choice([-1.0, 1.0], size=C.shape[1]).astype(np.float32)
-            C[c] = C[donor] * (1 + eps)
-            C[donor] = C[donor] * (1 - eps)
-            counts[c] = counts[donor] // 2
-            counts[donor] -= counts[c]
-        return unit_rows(C, inplace=True) if spherical else C
+        return cluster_means(self.sums, self.counts, previous, rng, spherical)
+
+
+def cluster_means(sums: np.ndarray, counts: np.ndarray, previous: np.ndarray, rng: np.random.Generator,
+                  spherical: bool) -> np.ndarray:
+    """Cluster means (k, d) float32 from float64 ``sums`` and ``counts``; an empty cluster takes a perturbed copy
+    of a large cluster's centroid (as faiss does), its donor drawn with ``rng``. Every device's Lloyd ends here."""
+    k = len(counts)
+    counts = counts.copy()
+    nonempty = counts > 0
+    C = np.zeros_like(previous)
+    C[nonempty] = sums[nonempty] / counts[nonempty, None]
+    for c in np.flatnonzero(~nonempty):  # split a big cluster in two
+        spare = np.maximum(counts - 1, 0)
+        donor = rng.choice(k, p=spare / max(1, spare.sum()))
+        eps = (1.0 / 1024) * rng.choice([-1.0, 1.0], size=C.shape[1]).astype(np.float32)
+        C[c] = C[donor] * (1 + eps)
+        C[donor] = C[donor] * (1 - eps)
+        counts[c] = counts[donor] // 2
+        counts[donor] -= counts[c]
+    return unit_rows(C, inplace=True) if spherical else C
 
 
 def _centroid_neighbours(C: np.ndarray, reach: np.ndarray, workers: Workers):
@@ -500,8 +603,8 @@ def _centroid_neighbours(C: np.ndarray, reach: np.ndarray, workers: Workers):
         row, col = np.nonzero(D < (reach[start:stop, None] * (1 + BOUND_SLACK)) ** 2 + sq_slack)
         return half_gap, np.bincount(row, minlength=stop - start), col
 
-    parts = workers.run(block, *zip(*_row_blocks(k, max(1, min(ASSIGN_BLOCK_ROWS // 8, SEEDING_BLOCK_FLOATS // k))),
-                                    strict=True))
+    blocks = _task_blocks(k, max(1, min(ASSIGN_BLOCK_ROWS // 8, SEEDING_BLOCK_FLOATS // k)), min_rows=64)
+    parts = workers.run(block, *zip(*blocks, strict=True))
     half_gap = np.concatenate([p[0] for p in parts])
     indptr = np.concatenate([[0], np.cumsum(np.concatenate([p[1] for p in parts]))])
     return half_gap, indptr, np.concatenate([p[2] for p in parts])
@@ -514,7 +617,7 @@ def _filtered_search(X: np.ndarray, C: np.ndarray, labels: np.ndarray, upper: np
     Returns (labels, upper bounds, pairs computed); the bounds of the rows searched become exact.
     """
     n, k = len(X), len(C)
-    order = np.argsort(labels, kind="stable")
+    order = label_order(labels, k)
     starts = np.searchsorted(labels[order], np.arange(k + 1))
     nonempty = np.flatnonzero(np.diff(starts) > 0)
     reach = np.zeros(k, dtype=np.float32)  # 2 × the largest bound in the cluster (Elkan's Lemma 1)
@@ -572,7 +675,7 @@ def _lloyd(X: np.ndarray, C: np.ndarray, n_iter: int, rng: np.random.Generator, 
     labels, upper, pairs = _full_search(X, C, workers)
     low_dim = X.shape[1] <= KD_TREE_MAX_DIM
     filtering = not low_dim and len(X) * len(C) >= FILTER_MIN_PAIRS
-    sums = _ClusterSums(X, labels, len(C))
+    sums = _ClusterSums(X, labels, len(C), workers)
     for it in range(1, n_iter + 1):
         if it > 1:
             if low_dim:
@@ -621,6 +724,114 @@ def lloyd(X: np.ndarray, init: np.ndarray, n_iter: int, metric: Metric = "l2",
     return C, iterations
 
 
+# ---------------------------------------------------------------- devices
+
+
+def resolve_device(device: str) -> str:
+    """The device a run uses: ``"auto"`` is ``"cuda"`` when torch is installed and sees a GPU, else ``"cpu"``
+    (torch is imported only to answer that); the other names of ``DEVICES`` and ``"cuda:N"`` stay as they are."""
+    if device == "auto":
+        if importlib.util.find_spec("torch") is None:
+            return "cpu"
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device in DEVICES or device.startswith("cuda:"):
+        return device
+    raise ValueError(f"device must be one of {DEVICES} or 'cuda:N', got {device!r}")
+
+
+class FaissKernels:
+    """The ``"cpu"`` device: faiss GEMMs and numpy / scipy bookkeeping on a :class:`Workers` pool.
+
+    The kernels of a device answer the same calls (the torch kernels mirror them): ``assign``,
+    ``training_rows`` (the rows a k-means trains and seeds on), ``seeding`` (opens a seeding space for
+    :func:`_seed_by_rejection`) and ``lloyd``.
+    """
+
+    def __init__(self, workers: Workers):
+        self.workers = workers
+
+    @staticmethod
+    def resident(X):
+        """X itself: the CPU reads it in place (a torch device copies it into its memory when it fits)."""
+        return X
+
+    def assign(self, X, centroids: np.ndarray, metric: Metric, chunk_rows: int,
+               rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`assign` on this device: every block is read (a view of X, or a gathered copy; normalised for
+        cosine) and searched by one task of the pool, so reading, normalising and searching all run in parallel
+        and at most one block per thread is copied at a time."""
+        search = NearestCentroid(centroids, metric)
+        n = X.shape[0] if rows is None else len(rows)
+        labels = np.empty(n, dtype=np.int64)
+        dists = np.empty(n, dtype=np.float32)
+
+        def block(start: int, stop: int) -> None:
+            if rows is None:  # a slice: a view of X, copied only to normalise it
+                part = X[start:stop]
+                part = unit_rows(part) if metric == "cosine" else np.ascontiguousarray(part, np.float32)
+            else:  # a gathered copy, normalised in place
+                part = np.ascontiguousarray(X[rows[start:stop]], np.float32)
+                if metric == "cosine":
+                    unit_rows(part, inplace=True)
+            labels[start:stop], dists[start:stop] = search.search(part)
+
+        blocks = [(start + a, start + b) for start in range(0, n, chunk_rows)
+                  for a, b in _row_blocks(min(chunk_rows, n - start))]
+        self.workers.run(block, *zip(*blocks, strict=True))
+        return labels, dists
+
+    def training_rows(self, X, taken: np.ndarray | None, seeding_rows: np.ndarray | None,
+                      metric: Metric) -> tuple[np.ndarray, np.ndarray]:
+        """(training rows, seeding rows): X's rows ``taken`` (None: all) and the ``seeding_rows`` among them
+        (None: all), unit rows for cosine. All of X is read in place, copied only to normalise (and the
+        seeding sample gathered); otherwise one copy, the seeding sample's rows first (seeding reads a view).
+        Copies are made a block of rows per task of the pool."""
+        if taken is None:
+            train = self._copy(X, None, metric) if metric == "cosine" else np.ascontiguousarray(X, dtype=np.float32)
+            return train, (train if seeding_rows is None else train[seeding_rows])
+        if seeding_rows is not None:
+            taken = np.concatenate([taken[seeding_rows], np.delete(taken, seeding_rows)])
+        train = self._copy(X, taken, metric)
+        return train, (train if seeding_rows is None else train[: len(seeding_rows)])
+
+    def _copy(self, X, rows: np.ndarray | None, metric: Metric) -> np.ndarray:
+        """A float32 copy of X's rows ``rows`` (None: all), unit rows for cosine."""
+        out = np.empty((X.shape[0] if rows is None else len(rows), X.shape[1]), dtype=np.float32)
+
+        def block(start: int, stop: int) -> None:
+            out[start:stop] = X[start:stop] if rows is None else X[rows[start:stop]]
+            if metric == "cosine":
+                unit_rows(out[start:stop], inplace=True)
+
+        self.workers.run(block, *zip(*_row_blocks(len(out)), strict=True))
+        return out
+
+    def seeding(self, X: np.ndarray) -> Callable[[int], _HostSeeding]:
+        """Opens the seeding space of X (contiguous float32) on its first seed."""
+        if X.shape[1] <= KD_TREE_MAX_DIM:
+            return functools.partial(_LowDimSeeding, X)
+        return functools.partial(_DenseSeeding, X, workers=self.workers)
+
+    def lloyd(self, X: np.ndarray, init: np.ndarray, n_iter: int, rng: np.random.Generator,
+              spherical: bool) -> tuple[np.ndarray, int, int]:
+        """Exact filtered Lloyd (:func:`lloyd`); returns (centroids, iterations run, GEMM pairs computed)."""
+        return _lloyd(X, init, n_iter, rng, spherical, self.workers)
+
+
+def kernels_for(device: str, d: int, workers: Workers | None = None):
+    """The kernels running the heavy passes for ``device`` in dimension ``d``: :class:`FaissKernels` (on
+    ``workers``, default :func:`shared_workers`) for ``"cpu"`` and whenever d <= 8, the torch kernels of
+    ``curation_assets.core.torch_kernels`` otherwise (torch is imported here, never at import time)."""
+    device = resolve_device(device)
+    if device == "cpu" or d <= KD_TREE_MAX_DIM:
+        return FaissKernels(workers or shared_workers())
+    from curation_assets.core.torch_kernels import torch_kernels
+
+    return torch_kernels(device)
+
+
 # ---------------------------------------------------------------- k-means
 
 
@@ -634,50 +845,42 @@ def training_sample(n: int, k: int, max_points_per_centroid: int | None,
 
 def fit_centroids(X, k: int, rng: np.random.Generator, *, rows: np.ndarray | None = None, n_iter: int = 50,
                   metric: Metric = "l2", max_points_per_centroid: int | None = 256,
-                  seeding_candidates: int | None = None, workers: Workers | None = None) -> TrainedCentroids:
+                  seeding_candidates: int | None = None, workers: Workers | None = None,
+                  device: str = "cpu") -> TrainedCentroids:
     """k-means training only: greedy k-means++ seeds, then exact Lloyd, on a bounded sample of X's rows.
 
     Parameters
     ----------
-    X : (n, d) float32 array or memmap
+    X : (n, d) float32 array or memmap (or, on a torch device, a tensor there)
     k : int
     rng : numpy Generator
         Draws the training sample, the seeding sample and the seeds.
     rows : (m,) int array, optional
         Train on these rows of X only (default: all rows); repeated rows weigh more.
-    n_iter, metric, max_points_per_centroid, seeding_candidates
+    n_iter, metric, max_points_per_centroid, seeding_candidates, device
         As in :func:`kmeans`. Seeding runs on at most ``k * SEEDING_POINTS_PER_CENTROID`` of the training
         rows (a uniform sample), Lloyd on all of them.
     workers : Workers, optional
-        The thread pool for the distance work (default :func:`shared_workers`); the result does not depend on it.
+        The CPU thread pool for the distance work (default :func:`shared_workers`); the result does not depend on it.
 
     Returns
     -------
     TrainedCentroids
     """
-    workers = workers or shared_workers()
+    kernels = kernels_for(device, X.shape[1], workers)
     n_rows = X.shape[0] if rows is None else len(rows)
     sample = training_sample(n_rows, k, max_points_per_centroid, rng)
     taken = sample if rows is None else (rows if sample is None else rows[sample])
     seeding_rows = training_sample(n_rows if taken is None else len(taken), k, SEEDING_POINTS_PER_CENTROID, rng)
-    if taken is None:  # all of X: read in place, copied only to normalise (and the seeding sample gathered)
-        train = unit_rows(X) if metric == "cosine" else np.ascontiguousarray(X, dtype=np.float32)
-        seeding_set = train if seeding_rows is None else train[seeding_rows]
-    else:  # one copy, the seeding sample's rows first: seeding reads a view of it
-        if seeding_rows is not None:
-            taken = np.concatenate([taken[seeding_rows], np.delete(taken, seeding_rows)])
-        train = np.ascontiguousarray(X[taken], dtype=np.float32)
-        if metric == "cosine":
-            unit_rows(train, inplace=True)
-        seeding_set = train if seeding_rows is None else train[: len(seeding_rows)]
-    seeds, seeding_pairs = _seed(seeding_set, k, seeding_candidates, rng, workers)
-    centroids, iterations, lloyd_pairs = _lloyd(train, seeding_set[seeds], n_iter, rng, metric == "cosine", workers)
+    train, seeding_set = kernels.training_rows(X, taken, seeding_rows, metric)
+    seeds, seeding_pairs = _seed(seeding_set, k, seeding_candidates, rng, kernels.seeding(seeding_set))
+    centroids, iterations, lloyd_pairs = kernels.lloyd(train, seeding_set[seeds], n_iter, rng, metric == "cosine")
     return TrainedCentroids(centroids, iterations, seeding_pairs + lloyd_pairs)
 
 
 def kmeans(X, k: int, *, n_iter: int = 50, seed: int = 0, metric: Metric = "l2",
            max_points_per_centroid: int | None = 256, assigner: Assigner | None = None,
-           seeding_candidates: int | None = None, threads: int | None = None) -> KMeansResult:
+           seeding_candidates: int | None = None, threads: int | None = None, device: str = "cpu") -> KMeansResult:
     """k-means: greedy k-means++ seeds, exact filtered Lloyd, then a full assignment; deterministic for a seed.
 
     Parameters
@@ -699,6 +902,8 @@ def kmeans(X, k: int, *, n_iter: int = 50, seed: int = 0, metric: Metric = "l2",
         Greedy k-means++ candidates per step (None: 2 + floor(ln k); 1: plain D² sampling).
     threads : int, optional
         Threads for the training's distance work (default :func:`assign_threads`); the result does not depend on it.
+    device : {"cpu", "cuda", "cuda:N", "torch-cpu", "auto"}
+        Where the heavy passes run (module docstring); ``"cpu"`` is the faiss path.
 
     Returns
     -------
@@ -713,7 +918,7 @@ def kmeans(X, k: int, *, n_iter: int = 50, seed: int = 0, metric: Metric = "l2",
         raise ValueError(f"n_iter must be >= 1, got {n_iter}")
     fit = fit_centroids(X, k, np.random.default_rng(seed), n_iter=n_iter, metric=metric,
                         max_points_per_centroid=max_points_per_centroid, seeding_candidates=seeding_candidates,
-                        workers=shared_workers(threads))
-    labels, dists = (assigner or assign)(X, fit.centroids, metric)
+                        workers=shared_workers(threads), device=device)
+    labels, dists = (assigner or functools.partial(assign, device=device))(X, fit.centroids, metric)
     final_pairs = n * k if X.shape[1] > KD_TREE_MAX_DIM else 0
     return KMeansResult(fit.centroids, labels, dists, fit.n_iter, fit.distance_pairs + final_pairs)

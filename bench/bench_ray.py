@@ -114,12 +114,12 @@ def bench_partition(work: Path, items: int) -> list[dict]:
 """)
     os.environ["CURATION_CONFIG"] = str(cfg)
     defs = build_definitions(load_config(cfg))
-    selection = AssetSelection.all() - AssetSelection.assets("benchmark_scores")
+    selection = AssetSelection.all() - AssetSelection.assets("benchmark_scores", "curated_dataset")
     out, rows = {}, []
     for name in ("local", "ray"):
         os.environ["CURATION_DATA_DIR"] = str(work / f"data-{name}")
         _, seconds = timed(lambda: materialize(list(defs.assets), partition_key="text", selection=selection,  # noqa: B023
-                                               resources={"embedder": defs.resources["embedder"],
+                                               resources={**defs.resources,
                                                           "execution": ExecutionResource(backend=name)}))  # noqa: B023
         out[name] = (pl.read_parquet(work / f"data-{name}/curated/text/subset.parquet"), seconds)
     (sub_local, t_local), (sub_ray, t_ray) = out["local"], out["ray"]

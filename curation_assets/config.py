@@ -164,9 +164,16 @@ class ExecutionConfig(_Strict):
     rows, or ``assign_task_rows`` pool rows) to Ray. Both backends cut the work into the same tasks, so
     a seed gives the same bytes and the same subset whichever ran; the task sizes are part of the
     assets' fingerprints, the backend is not.
+
+    ``device``: where this process runs clustering's heavy passes (k-means training of every level, and
+    the assignments of the ``local`` backend; Ray's assignment tasks use the workers' CPUs). ``auto``: a
+    CUDA GPU when torch sees one, else the CPU; ``cpu``: the faiss path; ``cuda``: the GPU, an error
+    without one. A GPU's results equal the CPU's up to float rounding (near ties), so a level fitted on
+    it has its own fingerprint.
     """
 
     backend: Literal["local", "ray"] = "local"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     ray: RayConfig = RayConfig()
     embed_task_rows: int = Field(default=1024, gt=0)
     assign_task_rows: int = Field(default=65_536, gt=0)

@@ -56,6 +56,16 @@ def configure_torch_threads(threads: int | None = None) -> None:
     _THREADS_SET = True
 
 
+def torch_device(device: str) -> str:
+    """The torch device an embedder runs on: ``auto`` is ``cuda`` when torch sees a GPU, else ``cpu``; any other
+    torch device name (``cpu``, ``cuda``, ``cuda:1``) as it is. Imports torch only for ``auto``."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def set_offline_env() -> None:
     """Never let Hugging Face libraries reach the network (set before they are imported)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -12,7 +12,7 @@ import numpy as np
 
 from curation_assets.core.linalg import unit_rows
 
-from .base import EmbedResult, ModelNotAvailableError, Progress, configure_torch_threads
+from .base import EmbedResult, ModelNotAvailableError, Progress, configure_torch_threads, torch_device
 
 
 def _weights_path() -> Path:
@@ -27,7 +27,8 @@ def _weights_path() -> Path:
 
 
 class EfficientNetLite0Embedder:
-    """Embeds encoded image bytes (PNG/JPEG/...) with EfficientNet-Lite0 on CPU (or ``device``).
+    """Embeds encoded image bytes (PNG/JPEG/...) with EfficientNet-Lite0 on CPU (or ``device``; ``auto``: a CUDA
+    GPU when there is one).
 
     Preprocessing: Pillow decode -> ``convert("RGB")`` -> bilinear resize to ``image_size`` x ``image_size``
     (aspect ratio not kept) -> scale to [-1, 1]. Features: ``extract_features`` (the 1280-channel head)
@@ -66,6 +67,7 @@ class EfficientNetLite0Embedder:
         if self._model is not None:
             return self._model
         configure_torch_threads()
+        self.device = torch_device(self.device)
         import torch
         from efficientnet_lite_pytorch import EfficientNet
 

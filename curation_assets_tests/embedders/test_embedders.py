@@ -36,6 +36,27 @@ def test_missing_local_dir_is_model_not_available(tmp_path) -> None:
         _ = SentenceTransformerEmbedder(str(tmp_path / "nope" / "model")).dim
 
 
+def test_auto_device_is_cuda_only_when_torch_sees_a_gpu(monkeypatch) -> None:
+    from curation_assets.embedders.base import torch_device
+
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert torch_device("auto") == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert torch_device("auto") == "cuda"
+    assert torch_device("cuda:1") == "cuda:1" and torch_device("cpu") == "cpu"
+
+
+@pytest.mark.slow
+def test_auto_device_embeds_on_the_cpu_without_a_gpu(monkeypatch) -> None:
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    auto = SentenceTransformerEmbedder(batch_size=8, device="auto")
+    vectors = auto.embed(SENTENCES[:4]).vectors
+    assert auto.device == "cpu"
+    np.testing.assert_array_equal(vectors, SentenceTransformerEmbedder(batch_size=8).embed(SENTENCES[:4]).vectors)
+
+
 # --- real models (slow) ---
 
 SENTENCES = [

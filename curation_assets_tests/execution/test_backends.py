@@ -69,3 +69,23 @@ def test_make_backend_is_one_per_settings_and_ray_missing_is_explained(monkeypat
     with pytest.raises(RuntimeError, match=r"pip install -e '\.\[ray\]'"):
         make_backend(ExecutionConfig(backend="ray"))
     _cached_backend.cache_clear()
+
+
+def test_the_execution_device_reaches_the_in_process_assignment(monkeypatch):
+    from curation_assets.graph.resources import ExecutionResource
+
+    torch = pytest.importorskip("torch")
+    assert ExecutionConfig().device == "auto" and make_backend(ExecutionConfig(device="cpu")).device == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert ExecutionResource().compute_device(ExecutionConfig()) == "cpu"  # auto without a GPU: the faiss path
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert ExecutionResource().compute_device(ExecutionConfig()) == "cuda"
+    assert ExecutionResource(device="cpu").compute_device(ExecutionConfig(device="cuda")) == "cpu"
+    with pytest.raises(ValueError, match="device"):
+        ExecutionResource(device="gpu").get(ExecutionConfig())
+    rng = np.random.default_rng(1)
+    X, C = rng.standard_normal((900, 16)).astype(np.float32), rng.standard_normal((5, 16)).astype(np.float32)
+    labels, dists = InProcessBackend(10, 128, device="torch-cpu").assign(X, C, "l2")  # the kernels a GPU runs
+    ref_labels, ref_dists = assign(X, C, "l2", device="torch-cpu")
+    np.testing.assert_array_equal(labels, ref_labels)
+    np.testing.assert_array_equal(dists, ref_dists)

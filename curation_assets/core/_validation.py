@@ -20,13 +20,17 @@ def as_float32_matrix(X, name: str = "X") -> np.ndarray:
     return X
 
 
-def check_finite(X: np.ndarray, name: str = "X") -> None:
-    """Raise naming the first row that holds NaN or inf; streams over memmaps in chunks."""
+def first_nonfinite_row(X) -> int | None:
+    """Index of the first row of X (n, d) holding NaN or inf, or None; streams over memmaps in chunks."""
     for start in range(0, X.shape[0], _CHECK_CHUNK_ROWS):
-        block = np.asarray(X[start : start + _CHECK_CHUNK_ROWS])
-        finite = np.isfinite(block).all(axis=1)
+        finite = np.isfinite(np.asarray(X[start : start + _CHECK_CHUNK_ROWS])).all(axis=1)
         if not finite.all():
-            row = start + int(np.flatnonzero(~finite)[0])
-            n_bad = int((~finite).sum())
-            raise ValueError(f"{name} has non-finite values (NaN or inf) in row {row} "
-                             f"({n_bad} bad rows in rows {start}..{start + len(block) - 1})")
+            return start + int(np.flatnonzero(~finite)[0])
+    return None
+
+
+def check_finite(X: np.ndarray, name: str = "X") -> None:
+    """Raise naming the first row that holds NaN or inf."""
+    row = first_nonfinite_row(X)
+    if row is not None:
+        raise ValueError(f"{name} has non-finite values (NaN or inf) in row {row}")

@@ -8,16 +8,16 @@ import polars as pl
 from dagster import AssetCheckResult
 
 from curation_assets.core import normalized_entropy
+from curation_assets.core._validation import first_nonfinite_row
 from curation_assets.store import Embeddings, Scores, StaleInputError, Subset, Tree
 
-CHUNK_ROWS = 65_536
 PUBLISHED = "published"
 IN_MEMORY = "hierarchical_resampled"
 
 
 def embeddings_checks(emb: Embeddings) -> list[AssetCheckResult]:
     X = emb.X
-    finite = all(np.isfinite(X[s : s + CHUNK_ROWS]).all() for s in range(0, X.shape[0], CHUNK_ROWS))
+    finite = first_nonfinite_row(X) is None
     expected = emb.record.facts.get("model_dim")
     dim_ok = X.shape[1] > 0 and expected in (None, 0, X.shape[1])
     return [AssetCheckResult(check_name="embeddings_finite_and_expected_dim", passed=bool(finite and dim_ok),

@@ -7,17 +7,13 @@ import polars as pl
 from dagster import AssetCheckSpec, AssetExecutionContext, MetadataValue, asset
 
 from curation_assets.config import CurationConfig
+from curation_assets.core._validation import first_nonfinite_row
 from curation_assets.graph import checks, metadata
 from curation_assets.graph.resources import EmbedderResource, ExecutionResource
 from curation_assets.graph.steps import ProgressLog, Step
 from curation_assets.store import Corpus, Embeddings, fingerprint
 
 CODE_VERSION = "embeddings-3"
-
-
-def _first_nonfinite(vectors: np.ndarray) -> int | None:
-    bad = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
-    return int(bad[0]) if len(bad) else None
 
 
 def embed_corpus(step: Step, corpus: Corpus, embedder: EmbedderResource, execution: ExecutionResource) -> dict:
@@ -31,7 +27,7 @@ def embed_corpus(step: Step, corpus: Corpus, embedder: EmbedderResource, executi
     try:
         for start, stop, result in backend.embed(factory, corpus.path, corpus.content_column, len(ids)):
             positions = start + result.ok_positions(stop - start)
-            bad = _first_nonfinite(result.vectors)
+            bad = first_nonfinite_row(result.vectors)
             if bad is not None:
                 raise ValueError(f"the embedder returned NaN/inf for row {int(positions[bad])} (id "
                                  f"{ids[int(positions[bad])]!r}); nothing was written")

@@ -56,9 +56,19 @@ def cluster_size_stats(sizes) -> dict[str, float]:
 def label_balance(subset_labels, pool_labels) -> dict[str, float]:
     """Balance of a subset's labels against the classes of the pool.
 
-    normalized_entropy and kl_to_uniform over all C pool classes, coverage = share of the
-    pool's classes present, rare_half_share = share of the subset drawn from the rarest
-    ⌊C/2⌋ classes of the pool.
+    Parameters
+    ----------
+    subset_labels : (m,) array
+        The label of every selected row (repeats count).
+    pool_labels : (n,) array
+        The label of every pool row; its classes are the C categories.
+
+    Returns
+    -------
+    dict
+        ``normalized_entropy`` and ``kl_to_uniform`` over all C pool classes, ``coverage`` = share of the
+        pool's classes present, ``rare_half_share`` = share of the subset drawn from the rarest ⌊C/2⌋
+        classes of the pool.
     """
     classes, pool_counts = np.unique(np.asarray(pool_labels), return_counts=True)
     sub = np.asarray(subset_labels)

@@ -19,9 +19,20 @@ SAMPLE_STRATEGIES = ("random", "closest")
 
 
 def balanced_budget(capacities: np.ndarray, budget: int, rng: np.random.Generator) -> np.ndarray:
-    """Split ``budget`` as evenly as possible among clusters of the given capacities.
+    """Split ``budget`` as evenly as possible among clusters of the given capacities (water-filling).
 
-    Returns an int64 allocation with allocation ≤ capacity and sum == min(budget, Σ capacity).
+    Parameters
+    ----------
+    capacities : (c,) int array
+        How many points each cluster can give.
+    budget : int
+    rng : numpy Generator
+        Picks which clusters above the cap get the leftover slots.
+
+    Returns
+    -------
+    (c,) int64 array
+        The allocation: ≤ capacity, summing to min(budget, Σ capacity).
     """
     capacities = np.asarray(capacities, dtype=np.int64)
     if budget < 0:
@@ -104,11 +115,28 @@ def leaf_budgets(h: HierarchicalClustering, target_size: int, multiplier: int, r
 
 def hierarchical_sampling(h: HierarchicalClustering, target_size: int, strategy: SampleStrategy = "random",
                           multiplier: int = 1, seed: int = 0, alpha: float = 0.0) -> np.ndarray:
-    """Draw ``target_size`` rows of X as evenly as possible down the hierarchy.
+    """Draw ``target_size`` rows of X as evenly as possible down the hierarchy (docs/method.md, section 4).
 
-    Returns sorted int64 row indices into X (with ``multiplier`` > 1 a small cluster may
-    contribute up to ``multiplier`` copies of each point, so indices can repeat). ``alpha``
-    tempers the budget between balanced (0, the paper) and proportional to size (1).
+    Parameters
+    ----------
+    h : HierarchicalClustering
+        The fitted tree over the n rows of X.
+    target_size : int
+        N, the number of rows to draw (at most n × ``multiplier``).
+    strategy : {"random", "closest"}
+        How a level-1 cluster gives its budget: random members (the paper's best), or closest to the
+        centroid first.
+    multiplier : int
+        A cluster may contribute up to this many copies of each of its points (1: no repeats).
+    seed : int
+        Seeds the leftover slots of the water-filling and the random draws.
+    alpha : float in [0, 1]
+        Tempers every budget split: ∝ size^alpha (0: balanced, the paper; 1: proportional to size).
+
+    Returns
+    -------
+    (N,) int64 array
+        Sorted row indices into X; with ``multiplier`` > 1 an index can repeat.
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")

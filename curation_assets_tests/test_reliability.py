@@ -2,9 +2,11 @@
 
 import hashlib
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -233,21 +235,35 @@ def cli(env: dict, **kwargs) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, start_new_session=True, **kwargs)
 
 
+def wait_for_line(proc: subprocess.Popen, marker: str, timeout: float) -> bool:
+    """Read the run's event log (stderr) until a line holds ``marker``; False if the run ends or time is up."""
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True).start()
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if marker in lines.get(timeout=0.5):
+                return True
+        except queue.Empty:
+            if proc.poll() is not None:
+                return False
+    return False
+
+
 @pytest.mark.slow
 def test_sigkill_mid_level_resumes_without_recomputing_finished_levels(small_config, tmp_path):
-    # make level 2 long enough to be killed in the middle of it
-    edit_config(small_config, SLOW_LEVEL_2, "{n_clusters: 250, resampling_steps: 60, sample_size: 2}")
+    # level 2 runs long enough (many resampling steps on level 1's 1500 centroids) to be killed in its middle:
+    # the kill comes as soon as the run's event log says the step started, whatever the machine's speed
+    edit_config(small_config, "{n_clusters: 300, resampling_steps: 3", "{n_clusters: 1500, resampling_steps: 3")
+    edit_config(small_config, SLOW_LEVEL_2, "{n_clusters: 250, resampling_steps: 400, sample_size: 2}")
     killed_root, clean_root = tmp_path / "killed", tmp_path / "clean"
     env = cli_env(small_config, killed_root, tmp_path / "home1")
     proc = cli(env)
-    level_1 = killed_root / "clustering/simulated/level_1/record.json"
-    deadline = time.time() + 300
-    while not level_1.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    assert level_1.exists(), "level 1 never finished"
-    time.sleep(1.0)  # level 2 is running now
+    assert wait_for_line(proc, 'Started execution of step "clustering_level_2"', timeout=300), "level 2 never began"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    assert (killed_root / "clustering/simulated/level_1/record.json").exists()
+    assert not (killed_root / "clustering/simulated/level_2/record.json").exists(), "level 2 finished before the kill"
     assert not (killed_root / "curated/simulated/subset.parquet").exists()
     stamp = (killed_root / "clustering/simulated/level_1/centroids.npy").stat().st_mtime_ns
     resumed = cli(env)

@@ -1,6 +1,7 @@
 """Long-tailed concepts (issue 15): how balanced is a 10 % curated subset over 100 Zipf-sized concepts?
 
 Run: .venv/bin/python bench/bench_longtail.py [--seeds 3] [--candidates 1] [--seeding-points-per-centroid 0]
+                                           [--device cpu|torch-cpu|cuda|auto]
 
 Data (``core.synthetic.zipf_concepts``, one draw per seed): 100 Gaussian concepts around random unit
 centres in 64-d, sizes ∝ rank^-1 (Zipf 1.0), 30k points. Curation: 2 levels, k = 300 / 60, r = 50 / 2,
@@ -8,7 +9,9 @@ centres in 64-d, sizes ∝ rank^-1 (Zipf 1.0), 30k points. Curation: 2 levels, k
 curation; the score is the label KL divergence of the subset to uniform (0 = every concept equally often;
 a random 10 % subset scores about 0.9). Prints per seed the KL and the wall time of clustering +
 sampling, then the mean. ``--candidates 1`` seeds with plain D² sampling instead of greedy k-means++;
-``--seeding-points-per-centroid 0`` seeds on every training row instead of a bounded sample.
+``--seeding-points-per-centroid 0`` seeds on every training row instead of a bounded sample; ``--device``
+runs the heavy passes on the torch kernels (``torch-cpu``: on the CPU; the first seed's time includes
+loading torch).
 """
 
 from __future__ import annotations
@@ -31,11 +34,11 @@ def levels(candidates: int | None) -> list[LevelSpec]:
             LevelSpec(60, resampling_steps=10, sample_size=2, seeding_candidates=candidates)]
 
 
-def run(seed: int, candidates: int | None = None) -> tuple[float, float]:
+def run(seed: int, candidates: int | None = None, device: str = "cpu") -> tuple[float, float]:
     """(label KL-to-uniform of the subset, seconds of clustering + sampling) for one seed."""
     X, concept = zipf_concepts(n_concepts=100, n_points=30_000, dim=64, exponent=1.0, seed=seed)
     start = time.perf_counter()
-    h = hierarchical_kmeans(X, levels(candidates), seed=seed)
+    h = hierarchical_kmeans(X, levels(candidates), seed=seed, device=device)
     subset = hierarchical_sampling(h, len(X) // 10, strategy="random", seed=seed)
     seconds = time.perf_counter() - start
     return label_balance(concept[subset], concept)["kl_to_uniform"], seconds
@@ -47,13 +50,14 @@ def main():
     ap.add_argument("--candidates", type=int, default=None, help="seeding candidates per step (default 2 + ln k)")
     ap.add_argument("--seeding-points-per-centroid", type=int, default=None,
                     help="bound of the seeding sample (0: no bound; default: the library's)")
+    ap.add_argument("--device", default="cpu", help="cpu (faiss), torch-cpu, cuda or auto")
     args = ap.parse_args()
     if args.seeding_points_per_centroid is not None:
         kmeans_module.SEEDING_POINTS_PER_CENTROID = args.seeding_points_per_centroid or None
-    print(f"load {os.getloadavg()[0]:.2f}")
+    print(f"load {os.getloadavg()[0]:.2f}; device {args.device}")
     kls, times = [], []
     for seed in range(args.seeds):
-        kl, seconds = run(seed, args.candidates)
+        kl, seconds = run(seed, args.candidates, args.device)
         kls.append(kl)
         times.append(seconds)
         print(f"seed {seed}: KL to uniform {kl:.3f}  {seconds:.2f} s", flush=True)

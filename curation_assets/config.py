@@ -66,9 +66,9 @@ class EmbedderConfig(_Strict):
 
     kind: str
     model: str | None = None
-    batch_size: int = Field(default=64, gt=0)
+    batch_size: int | None = Field(default=None, gt=0)  # None: 512 on a GPU, 64 on a CPU
     image_size: int = Field(default=224, ge=32)
-    device: str = "cpu"
+    device: str = "auto"  # auto: a CUDA GPU when torch sees one, else the CPU; or cpu, cuda, cuda:N
     storage_dtype: Literal["float32", "float16"] = "float32"  # float16 halves the shards' disk and page cache
 
     @field_validator("kind")

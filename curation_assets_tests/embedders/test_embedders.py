@@ -47,6 +47,16 @@ def test_auto_device_is_cuda_only_when_torch_sees_a_gpu(monkeypatch) -> None:
     assert torch_device("cuda:1") == "cuda:1" and torch_device("cpu") == "cpu"
 
 
+@pytest.mark.parametrize("cls", [SentenceTransformerEmbedder, EfficientNetLite0Embedder])
+def test_batch_size_follows_the_device_unless_configured(cls, monkeypatch) -> None:
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert cls().device == "cuda" and cls().batch_size == 512  # built lazily: no GPU needed to check
+    assert cls(device="cuda:1", batch_size=32).batch_size == 32
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert cls().device == "cpu" and cls().batch_size == 64
+
+
 @pytest.mark.slow
 def test_auto_device_embeds_on_the_cpu_without_a_gpu(monkeypatch) -> None:
     torch = pytest.importorskip("torch")

@@ -9,6 +9,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from curation_assets.core.kmeans import resolve_device
+
 Progress = Callable[[int, int], None]
 
 
@@ -56,8 +58,9 @@ def configure_torch_threads(threads: int | None = None) -> None:
     _THREADS_SET = True
 
 
-CPU_BATCH_SIZE = 64  # items per forward pass on a CPU (measured: larger batches are no faster on 2 cores)
-GPU_BATCH_SIZE = 512  # items per forward pass on a GPU, where small batches leave it idle (bench/bench_gpu.py)
+CPU_BATCH_SIZE = 64  # items per forward pass on a CPU (the default of earlier rounds)
+GPU_BATCH_SIZE = 512  # items per forward pass on a GPU, where small batches leave it idle (not measured here:
+# bench/bench_gpu.py compares 64 / 256 / 1024 on a GPU)
 
 
 def default_batch_size(device: str) -> int:
@@ -67,13 +70,9 @@ def default_batch_size(device: str) -> int:
 
 
 def torch_device(device: str) -> str:
-    """The torch device an embedder runs on: ``auto`` is ``cuda`` when torch sees a GPU, else ``cpu``; any other
-    torch device name (``cpu``, ``cuda``, ``cuda:1``) as it is. Imports torch only for ``auto``."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    """The torch device an embedder runs on: ``auto`` as clustering resolves it (``core.kmeans.resolve_device``:
+    ``cuda`` when torch sees a GPU, else ``cpu``); any other torch device name (``cpu``, ``cuda:1``) as it is."""
+    return resolve_device(device) if device == "auto" else device
 
 
 def set_offline_env() -> None:

@@ -2,9 +2,19 @@ import subprocess
 import sys
 
 
-def test_core_imports_no_dagster_torch_or_sentence_transformers():
-    code = ("import sys, curation_assets.core, curation_assets.core.synthetic; "
-            "bad = [m for m in ('dagster', 'torch', 'sentence_transformers') if m in sys.modules]; "
-            "print(bad); sys.exit(1 if bad else 0)")
+def run_python(code: str) -> None:
+    """Run ``code`` in a fresh interpreter; it exits non-zero when the import rule it checks is broken."""
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_core_imports_no_dagster_torch_or_sentence_transformers():
+    run_python("import sys, curation_assets.core, curation_assets.core.synthetic; "
+               "bad = [m for m in ('dagster', 'torch', 'sentence_transformers') if m in sys.modules]; "
+               "print(bad); sys.exit(1 if bad else 0)")
+
+
+def test_the_cpu_path_never_imports_torch():
+    run_python("import sys, numpy as np; from curation_assets.core import LevelSpec, hierarchical_kmeans; "
+               "X = np.random.default_rng(0).standard_normal((2000, 16)).astype(np.float32); "
+               "hierarchical_kmeans(X, [LevelSpec(20, 2, 10)], device='cpu'); sys.exit('torch' in sys.modules)")

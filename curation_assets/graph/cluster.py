@@ -69,13 +69,12 @@ def cluster_gallery(step: Step, t: int, pool_labels: np.ndarray, tree: Tree, lev
                             "to the centroid", items)
 
 
-def fit(step: Step, t: int, below: Tree, spec: LevelSpec, seed: int, execution: ExecutionResource):
-    """Fit level t on the tree below and publish its files; returns the level's metadata."""
+def fit(step: Step, t: int, below: Tree, spec: LevelSpec, seed: int, execution: ExecutionResource, device: str):
+    """Fit level t on the tree below (heavy passes on ``device``) and publish its files; returns its metadata."""
     backend = execution.get(step.config.execution)
     progress = ProgressLog(step, f"level {t}", total=1, every_s=3.0)
-    progress.last -= progress.every_s  # the first step's line always goes out
     level = fit_level(below.next_input(), spec, seed=seed, metric=step.cfg.metric, assigner=backend.assign,
-                      log=progress.line, device=execution.compute_device(step.config.execution))
+                      log=progress.line, device=device)
     inputs = np.ones(len(level.assignment), dtype=np.int64) if t == 1 else below.cluster_sizes(t - 1)
     sizes = np.bincount(level.assignment, weights=inputs, minlength=level.n_clusters).astype(np.int64)
     Tree.write_level(step.layout, t, level, sizes)
@@ -119,7 +118,7 @@ def build_level_asset(t: int, n_assets: int, curation: CurationConfig, partition
                 Tree.write_level(step.layout, t, None)
                 return {"used": False, "note": None if t > len(step.cfg.levels) else note}, \
                     {"used": False, "level": t, "note": note}
-            meta = fit(step, t, tree, spec, seed, execution)
+            meta = fit(step, t, tree, spec, seed, execution, device)
             return {"used": True, "note": note}, {"used": True, **meta, "note": note or "none"}
 
         return step.publish(step.layout.level_dir(t), fp, compute,

@@ -63,12 +63,13 @@ class ProgressLog:
     def __init__(self, step: Step, what: str, total: int, every_s: float = 5.0):
         self.step, self.what, self.total, self.every_s = step, what, total, every_s
         self.start = self.last = time.perf_counter()
+        self.logged = False  # the first ``line`` always goes out
 
     def update(self, done: int, extra: str = "", force: bool = False) -> None:
         now = time.perf_counter()
         if not force and now - self.last < self.every_s and done < self.total:
             return
-        self.last = now
+        self.last, self.logged = now, True
         rate = done / max(now - self.start, 1e-9)
         left = (self.total - done) / rate if rate > 0 else float("nan")
         self.step.log(f"{self.what}: {done}/{self.total} ({100 * done / max(self.total, 1):.0f} %), "
@@ -77,8 +78,8 @@ class ProgressLog:
     def line(self, message: str) -> None:
         """Log ``message`` unless a line went out less than ``every_s`` seconds ago (the core's step log)."""
         now = time.perf_counter()
-        if now - self.last >= self.every_s:
-            self.last = now
+        if not self.logged or now - self.last >= self.every_s:
+            self.last, self.logged = now, True
             self.step.log(f"{self.what}: {message}")
 
     def of_total(self, done: int, total: int) -> None:

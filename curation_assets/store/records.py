@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from curation_assets.store.files import read_json, save_json
@@ -68,7 +68,7 @@ def materialize(layout: Layout, directory: Path, fp: str,
     with layout.lock():
         record = Record.read(directory)
         if record is not None and record.fingerprint == fp:
-            return Record(record.fingerprint, record.facts, record.metadata, reused=True)
+            return replace(record, reused=True)
         (directory / RECORD_FILE).unlink(missing_ok=True)
         directory.mkdir(parents=True, exist_ok=True)
         facts, metadata = compute()

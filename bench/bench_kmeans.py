@@ -21,7 +21,7 @@ import numpy as np
 from threadpoolctl import threadpool_info
 
 from curation_assets.core import kmeans
-from curation_assets.core.kmeans import default_seeding_candidates
+from curation_assets.core.seeding import default_seeding_candidates
 
 
 def sgemm_gflops(size: int = 2048, repeats: int = 5) -> float:

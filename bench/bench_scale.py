@@ -1,9 +1,15 @@
 """Hierarchical k-means + balanced sampling at scale, out of core, with a FLOP count.
 
-  python bench/bench_scale.py gen --n 1000000 --d 384 --kind longtail --out /tmp/pool.npy
+  python bench/bench_scale.py gen --n 1000000 --d 384 --kind longtail --out /tmp/pool.npy [--concepts 1000]
+                                  [--noise 0.3]
   python bench/bench_scale.py run --data /tmp/pool.npy [--engine ours|sklearn] [--levels default|issue18]
-                                  [--device cpu|cuda|torch-cpu|auto]
+                                  [--device cpu|cuda|torch-cpu|auto] [--phases]
                                   [--seeding-candidates 1] [--seeding-points-per-centroid 0]
+  python bench/bench_scale.py job [--pool /tmp/bench_scale_job.npy --keep] [--noise 0.3]
+
+`job` is issue 24's 1M job in one command: a 1M × 384 long-tailed pool of 3000 Zipf concepts with noise std 0.3
+per coordinate (generated once), the default levels below and a 10 % draw, run in a fresh process under
+`/usr/bin/time -v`; it prints the run's JSON line (with ``--phases``), then wall time and peak RSS.
 
 `run` opens the pool as a read-only memory map and fits the default 4 levels with the library's
 default k-means settings (n_iter=50, greedy k-means++, 256 training points per centroid):
@@ -12,8 +18,10 @@ k = 2000 × split 10 = 20k, 2000, 500, 100; m = 1, 10, 10, 10; r = 1, 5, 2, 2; t
 resampling steps each (``issue18-small``: k = 200 / 50 / 10, for small pools). ``--device`` runs the heavy
 passes there (core ``device``); on a torch device a small k-means runs first, untimed (``warmup_s``: CUDA
 context and kernel loading).
-It prints one JSON line: wall seconds per stage, the distance work actually done and its GFLOP/s,
-and peak RSS. The work is every point–centroid squared distance computed by GEMM (2·d FLOPs each):
+It prints one JSON line: wall seconds per stage, the distance work actually done and its GFLOP/s, the CPU
+seconds the rest of the machine used meanwhile (``others_cpu_s``: a timing is only worth reporting when it is
+near 0), and peak RSS; ``--phases`` adds exclusive seconds per phase (seeding, Lloyd, assignment, splits, ...).
+The work is every point–centroid squared distance computed by GEMM (2·d FLOPs each):
 seeding rows, Lloyd searches (the exact filtered Lloyd skips the pairs its bounds rule out; those are
 not counted), full assignments and splits, as each level reports it (``Level.distance_pairs``).
 Run it under `/usr/bin/time -v` for an outside RSS measurement (bench/run_all.py does). A long-tailed
@@ -27,17 +35,31 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
+import re
 import resource
+import subprocess
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from bench_threads import busy_cpu_seconds, own_cpu_seconds  # bench/ is on sys.path when a script runs from it
 
-from curation_assets.core import LevelSpec, hierarchical_kmeans, hierarchical_sampling, label_balance
+from curation_assets.core import (
+    LevelSpec,
+    hierarchical_kmeans,
+    hierarchical_sampling,
+    kmeans,
+    label_balance,
+    resolve_device,
+)
 
 hierarchy_module = importlib.import_module("curation_assets.core.hierarchy")
-kmeans_module = importlib.import_module("curation_assets.core.kmeans")
+backend_faiss = importlib.import_module("curation_assets.core.backend_faiss")
+clustering = importlib.import_module("curation_assets.core.clustering")
+seeding = importlib.import_module("curation_assets.core.seeding")
 
 DEFAULT_LEVELS = [
     LevelSpec(2000, n_splits=10, resampling_steps=1, sample_size=1),
@@ -49,32 +71,36 @@ ISSUE18_LEVELS = [LevelSpec(2000, 10, 10), LevelSpec(500, 10, 5), LevelSpec(100,
 LEVELS = {"default": DEFAULT_LEVELS, "issue18": ISSUE18_LEVELS,
           "issue18-small": [LevelSpec(200, 10, 10), LevelSpec(50, 10, 5), LevelSpec(10, 10, 2)]}
 GEN_CHUNK = 100_000
+JOB_NOISE = 0.3  # the 1M job's pool: 3000 Zipf concepts, noise std 0.3 per coordinate
 
 
 def concepts_path(data: str) -> Path:
     return Path(f"{data}.concepts.npy")
 
 
-def generate(n: int, d: int, kind: str, out: str, seed: int = 0) -> None:
-    """Write an (n, d) float32 pool chunk by chunk: isotropic noise, or 1000 Zipf(1.0) concepts (and their labels)."""
+def generate(n: int, d: int, kind: str, out: str, seed: int = 0, concepts: int = 1000,
+             noise: float | None = None) -> None:
+    """Write an (n, d) float32 pool chunk by chunk: isotropic noise, or ``concepts`` Zipf(1.0) concepts around random
+    unit centres with Gaussian noise of ``noise`` per coordinate (default 0.35 / sqrt(d)), and their labels."""
     rng = np.random.default_rng(seed)
     X = np.lib.format.open_memmap(out, mode="w+", dtype=np.float32, shape=(n, d))
-    centres = rng.standard_normal((1000, d)).astype(np.float32)
+    centres = rng.standard_normal((concepts, d)).astype(np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    weights = 1.0 / np.arange(1, 1001)
-    concepts = np.empty(n, dtype=np.int16)
+    weights = 1.0 / np.arange(1, concepts + 1)
+    scale = np.float32(0.35 / np.sqrt(d) if noise is None else noise)
+    labels = np.empty(n, dtype=np.int16)
     for start in range(0, n, GEN_CHUNK):
         m = min(GEN_CHUNK, n - start)
         if kind == "random":
             block = rng.standard_normal((m, d), dtype=np.float32)
         else:
-            concept = rng.choice(1000, size=m, p=weights / weights.sum())
-            block = centres[concept] + rng.standard_normal((m, d), dtype=np.float32) * np.float32(0.35 / np.sqrt(d))
-            concepts[start : start + m] = concept
+            concept = rng.choice(concepts, size=m, p=weights / weights.sum())
+            block = centres[concept] + rng.standard_normal((m, d), dtype=np.float32) * scale
+            labels[start : start + m] = concept
         X[start : start + m] = block
     X.flush()
     if kind == "longtail":
-        np.save(concepts_path(out), concepts)
+        np.save(concepts_path(out), labels)
 
 
 def sklearn_fit_centroids(X, k, rng, *, rows=None, n_iter=50, metric="l2", max_points_per_centroid=256,
@@ -86,32 +112,48 @@ def sklearn_fit_centroids(X, k, rng, *, rows=None, n_iter=50, metric="l2", max_p
     from sklearn.cluster import KMeans
 
     n_rows = X.shape[0] if rows is None else len(rows)
-    sample = kmeans_module.training_sample(n_rows, k, max_points_per_centroid, rng)
+    sample = clustering.training_sample(n_rows, k, max_points_per_centroid, rng)
     taken = sample if rows is None else (rows if sample is None else rows[sample])
     train = np.ascontiguousarray(X if taken is None else X[taken], dtype=np.float32)
     km = KMeans(k, init="k-means++", n_init=1, max_iter=n_iter, random_state=int(rng.integers(2**31 - 1)),
                 algorithm="lloyd").fit(train)
-    pairs = len(train) * k * (kmeans_module.default_seeding_candidates(k) + int(km.n_iter_))
-    return kmeans_module.TrainedCentroids(km.cluster_centers_.astype(np.float32), int(km.n_iter_), pairs)
+    pairs = len(train) * k * (seeding.default_seeding_candidates(k) + int(km.n_iter_))
+    return clustering.TrainedCentroids(km.cluster_centers_.astype(np.float32), int(km.n_iter_), pairs)
 
 
 def warm_up(device: str, d: int) -> float:
     """Seconds of a small untimed k-means on a torch device (CUDA context, kernels); 0 on the faiss path."""
-    if kmeans_module.resolve_device(device) == "cpu":
+    if resolve_device(device) == "cpu":
         return 0.0
     t = time.perf_counter()
-    kmeans_module.kmeans(np.random.default_rng(0).standard_normal((20_000, d), dtype=np.float32), 100, device=device)
+    kmeans(np.random.default_rng(0).standard_normal((20_000, d), dtype=np.float32), 100, device=device)
     return round(time.perf_counter() - t, 1)
 
 
+def phase_clock():
+    """bench_threads' clock of exclusive seconds per phase, wrapped around the core's functions (faiss path)."""
+    from bench_threads import PhaseClock
+
+    clock = PhaseClock()
+    clock.wrap(seeding, "greedy_seeds", "seeding")
+    clock.wrap(backend_faiss.FaissKernels, "lloyd", "Lloyd")
+    clock.wrap(backend_faiss.FaissKernels, "training_rows", "training-row gathers")
+    clock.wrap(hierarchy_module, "assign", "assignment")
+    clock.wrap(hierarchy_module, "per_cluster_sample", "resampling draw")
+    clock.wrap(hierarchy_module, "_split_clusters", "splits")
+    return clock
+
+
 def run(data: str, engine: str, target_fraction: float = 0.1, seeding_candidates: int | None = None,
-        levels: str = "default", device: str = "cpu") -> dict:
+        levels: str = "default", device: str = "cpu", phases: bool = False) -> dict:
     X = np.load(data, mmap_mode="r")
     if engine == "sklearn":
         hierarchy_module.fit_centroids = sklearn_fit_centroids
     specs = [replace(spec, seeding_candidates=seeding_candidates) for spec in LEVELS[levels]]
     warmup = warm_up(device, X.shape[1])
+    clock = phase_clock() if phases else None
     times = {}
+    busy, own = busy_cpu_seconds(), own_cpu_seconds()
     t0 = time.perf_counter()
 
     def mark(t, _level):
@@ -122,16 +164,49 @@ def run(data: str, engine: str, target_fraction: float = 0.1, seeding_candidates
     idx = hierarchical_sampling(h, int(target_fraction * X.shape[0]), seed=0)
     t2 = time.perf_counter()
     flops = 2.0 * X.shape[1] * sum(level.distance_pairs for level in h.levels)
+    others = busy_cpu_seconds() - busy - (own_cpu_seconds() - own)
     balance = {}
+    if clock is not None:
+        clock.seconds["other"] = (t1 - t0) - sum(clock.seconds.values())
+        balance["phases_s"] = {phase: round(seconds, 1) for phase, seconds in clock.seconds.items()}
     if concepts_path(data).is_file():
         concepts = np.load(concepts_path(data))
         balance["concept_kl_to_uniform"] = round(label_balance(concepts[idx], concepts)["kl_to_uniform"], 4)
-    return {"engine": engine, "device": kmeans_module.resolve_device(device), "n": X.shape[0], "d": X.shape[1],
+    return {"engine": engine, "device": resolve_device(device), "n": X.shape[0], "d": X.shape[1],
             "clusters": [lv.n_clusters for lv in h.levels], "warmup_s": warmup,
             **times, "clustering_s": round(t1 - t0, 1), "sampling_s": round(t2 - t1, 2),
             "total_s": round(t2 - t0, 1), "subset": len(idx), **balance, "gflop": round(flops / 1e9),
-            "gflops_per_s": round(flops / 1e9 / (t1 - t0), 1),
+            "gflops_per_s": round(flops / 1e9 / (t1 - t0), 1), "others_cpu_s": round(others, 1),
+            "load": round(os.getloadavg()[0], 2),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+
+
+def timed_process(cmd: list[str]) -> tuple[dict, float, float]:
+    """Run ``cmd`` in a fresh process under /usr/bin/time -v; returns (its last JSON line, wall s, peak RSS MB)."""
+    out = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-3000:])
+    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", out.stderr).group(1)) / 1024
+    wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)", out.stderr).group(1)
+    seconds = sum(float(p) * 60**i for i, p in enumerate(reversed(wall.split(":"))))
+    return json.loads([ln for ln in out.stdout.splitlines() if ln.startswith("{")][-1]), seconds, rss
+
+
+def job(pool: str, n: int, concepts: int, noise: float, keep: bool) -> None:
+    """The 1M job: a long-tailed pool (generated once at ``pool``), the default levels, a 10 % draw, timed in a
+    fresh process; prints its JSON line, then the process's wall time and peak RSS."""
+    if not Path(pool).is_file():
+        generate(n, 384, "longtail", pool, concepts=concepts, noise=noise)
+    print(f"machine: {os.cpu_count()} cores; load before {os.getloadavg()[0]:.2f}", flush=True)
+    try:
+        res, wall, rss = timed_process([sys.executable, __file__, "run", "--data", pool, "--phases"])
+    finally:
+        if not keep:
+            Path(pool).unlink()
+            concepts_path(pool).unlink(missing_ok=True)
+    print(json.dumps(res))
+    print(f"wall {wall:.1f} s, peak RSS {rss:.0f} MB (/usr/bin/time -v); others' CPU during the run "
+          f"{res['others_cpu_s']} s, load after {res['load']}")
 
 
 def main():
@@ -142,6 +217,9 @@ def main():
     g.add_argument("--d", type=int, default=384)
     g.add_argument("--kind", choices=["random", "longtail"], default="longtail")
     g.add_argument("--out", required=True)
+    g.add_argument("--concepts", type=int, default=1000, help="long-tailed pool: number of Zipf concepts")
+    g.add_argument("--noise", type=float, default=None,
+                   help="long-tailed pool: noise std per coordinate (default 0.35 / sqrt(d))")
     r = sub.add_parser("run")
     r.add_argument("--data", required=True)
     r.add_argument("--engine", choices=["ours", "sklearn"], default="ours")
@@ -150,14 +228,23 @@ def main():
     r.add_argument("--seeding-candidates", type=int, default=None, help="default 2 + ln k; 1: plain D² sampling")
     r.add_argument("--seeding-points-per-centroid", type=int, default=None,
                    help="bound of the seeding sample (0: none; default: the library's)")
+    r.add_argument("--phases", action="store_true", help="seconds per phase (seeding, Lloyd, assignment, ...)")
+    j = sub.add_parser("job")
+    j.add_argument("--pool", default="/tmp/bench_scale_job.npy", help="generated there unless it exists")
+    j.add_argument("--n", type=int, default=1_000_000)
+    j.add_argument("--concepts", type=int, default=3000)
+    j.add_argument("--noise", type=float, default=JOB_NOISE, help="noise std per coordinate")
+    j.add_argument("--keep", action="store_true", help="keep the pool for the next run")
     args = ap.parse_args()
     if args.cmd == "gen":
-        generate(args.n, args.d, args.kind, args.out)
+        generate(args.n, args.d, args.kind, args.out, concepts=args.concepts, noise=args.noise)
+    elif args.cmd == "job":
+        job(args.pool, args.n, args.concepts, args.noise, args.keep)
     else:
         if args.seeding_points_per_centroid is not None:
-            kmeans_module.SEEDING_POINTS_PER_CENTROID = args.seeding_points_per_centroid or None
+            seeding.SEEDING_POINTS_PER_CENTROID = args.seeding_points_per_centroid or None
         print(json.dumps(run(args.data, args.engine, seeding_candidates=args.seeding_candidates, levels=args.levels,
-                             device=args.device)))
+                             device=args.device, phases=args.phases)))
 
 
 if __name__ == "__main__":

@@ -84,19 +84,20 @@ def child(args) -> None:
 
     from curation_assets.core import LevelSpec, fit_level
 
-    kmeans = importlib.import_module("curation_assets.core.kmeans")
+    seeding = importlib.import_module("curation_assets.core.seeding")
+    backend_faiss = importlib.import_module("curation_assets.core.backend_faiss")
     hierarchy = importlib.import_module("curation_assets.core.hierarchy")
     clock = PhaseClock()
-    clock.wrap(kmeans, "_seed", "seeding")  # every device's seeding loop
-    clock.wrap(kmeans, "_lloyd", "Lloyd")
-    clock.wrap(kmeans.FaissKernels, "training_rows", "training-row gathers")
+    clock.wrap(seeding, "greedy_seeds", "seeding")  # every device's seeding loop
+    clock.wrap(backend_faiss.FaissKernels, "lloyd", "Lloyd")
+    clock.wrap(backend_faiss.FaissKernels, "training_rows", "training-row gathers")
     clock.wrap(hierarchy, "assign", "assignment")
     clock.wrap(hierarchy, "per_cluster_sample", "resampling draw")
     clock.wrap(hierarchy, "_split_clusters", "splits")
     if args.device != "cpu":
-        torch_kernels = importlib.import_module("curation_assets.core.torch_kernels")
-        clock.wrap(torch_kernels.TorchKernels, "lloyd", "Lloyd")
-        clock.wrap(torch_kernels.TorchKernels, "training_rows", "training-row gathers")
+        backend_torch = importlib.import_module("curation_assets.core.backend_torch")
+        clock.wrap(backend_torch.TorchKernels, "lloyd", "Lloyd")
+        clock.wrap(backend_torch.TorchKernels, "training_rows", "training-row gathers")
     X = np.load(args.data, mmap_mode="r")
     spec = LevelSpec(args.k, resampling_steps=args.steps, sample_size=args.r, n_splits=args.splits)
     busy, own = busy_cpu_seconds(), own_cpu_seconds()

@@ -7,6 +7,9 @@ Pure numpy + faiss (no Dagster, no torch): import it from a notebook.
 >>> idx = hierarchical_sampling(h, target_size=1000, strategy="random", seed=0)
 """
 
+from curation_assets.core.assignment import Assigner, Metric
+from curation_assets.core.clustering import KMeansResult, assign, kmeans
+from curation_assets.core.devices import resolve_device
 from curation_assets.core.hierarchy import (
     HierarchicalClustering,
     Level,
@@ -16,7 +19,6 @@ from curation_assets.core.hierarchy import (
     level_seed,
     plan_level,
 )
-from curation_assets.core.kmeans import Assigner, KMeansResult, assign, kmeans, kmeans_plusplus
 from curation_assets.core.metrics import (
     cluster_size_stats,
     gini,
@@ -26,10 +28,11 @@ from curation_assets.core.metrics import (
     normalized_entropy,
 )
 from curation_assets.core.sampling import balanced_budget, hierarchical_sampling, tempered_budget
+from curation_assets.core.seeding import kmeans_plusplus
 
 __all__ = [
-    "Assigner", "HierarchicalClustering", "KMeansResult", "Level", "LevelSpec", "assign", "balanced_budget",
-    "cluster_size_stats", "fit_level", "gini", "hierarchical_kmeans", "hierarchical_sampling",
+    "Assigner", "HierarchicalClustering", "KMeansResult", "Level", "LevelSpec", "Metric", "assign",
+    "balanced_budget", "cluster_size_stats", "fit_level", "gini", "hierarchical_kmeans", "hierarchical_sampling",
     "kde_kl_to_uniform", "kl_to_uniform", "kmeans", "kmeans_plusplus", "label_balance", "level_seed",
-    "normalized_entropy", "plan_level", "tempered_budget",
+    "normalized_entropy", "plan_level", "resolve_device", "tempered_budget",
 ]

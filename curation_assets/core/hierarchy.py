@@ -18,19 +18,14 @@ from typing import ClassVar, Literal
 import numpy as np
 
 from curation_assets.core._validation import as_float32_matrix, check_finite
-from curation_assets.core.kmeans import (
-    KD_TREE_MAX_DIM,
-    Assigner,
-    Metric,
-    assign,
-    fit_centroids,
-    kernels_for,
-    label_order,
-    shared_workers,
-)
+from curation_assets.core.assignment import Assigner, Metric, gemm_pairs
+from curation_assets.core.clustering import assign, fit_centroids
+from curation_assets.core.devices import kernels_for
+from curation_assets.core.workers import label_order, shared_workers
 
 ResampleStrategy = Literal["closest", "random"]
 RESAMPLE_STRATEGIES = ("closest", "random")
+MIN_CLUSTERS = 2  # fewest clusters of a planned level
 
 
 @dataclass(frozen=True)
@@ -109,19 +104,26 @@ class LevelSpec:
 def plan_level(spec: LevelSpec, t: int, n_inputs: int) -> tuple[LevelSpec | None, str | None]:
     """The concrete spec of level ``t`` for ``n_inputs`` inputs, or None when the level cannot be fitted.
 
-    A pool too small for the configured hierarchy gets fewer levels, not an error: a level t > 1 asking
-    for more clusters than it has inputs is dropped (with every level above it); level 1 is shrunk to
-    half its input instead. Returns (spec or None, a note saying what was changed, or None).
+    A pool too small for the configured hierarchy gets fewer levels, not an error: a level t > 1 asking for
+    more clusters than it has inputs, or for fewer than ``MIN_CLUSTERS`` (one cluster groups nothing: sampling
+    under it is uniform), is dropped with every level above it; level 1 is shrunk to half its input, or raised
+    to ``MIN_CLUSTERS``, instead. Only a pool of fewer than ``2 * MIN_CLUSTERS`` rows is an error. Returns
+    (spec or None, a note saying what was changed, or None).
     """
     k = spec.clusters_for(n_inputs)
-    if k <= n_inputs:
+    if t == 1 and n_inputs < 2 * MIN_CLUSTERS:
+        raise ValueError(f"pool too small to curate: {n_inputs} rows, level 1 needs at least {2 * MIN_CLUSTERS} "
+                         f"(k >= {MIN_CLUSTERS} clusters of half the pool)")
+    if MIN_CLUSTERS <= k <= n_inputs:
         return spec.resolved(n_inputs), None
     if t > 1:
-        return None, (f"level {t} asks for k={k} clusters but its input has only {n_inputs} points: "
-                      f"the hierarchy stops at level {t - 1}")
-    shrunk = max(1, n_inputs // 2)
-    return (replace(spec, n_clusters=shrunk, per_cluster=None).resolved(n_inputs),
-            f"level 1 asks for k={k} clusters but the pool has only {n_inputs} points: using k={shrunk}")
+        why = (f"but its input has only {n_inputs} points" if k > n_inputs
+               else f"for its {n_inputs} inputs but a level needs at least {MIN_CLUSTERS}")
+        return None, f"level {t} asks for k={k} clusters {why}: the hierarchy stops at level {t - 1}"
+    planned = n_inputs // 2 if k > n_inputs else MIN_CLUSTERS
+    why = f"the pool has only {n_inputs} points" if k > n_inputs else f"a level needs at least {MIN_CLUSTERS}"
+    return (replace(spec, n_clusters=planned, per_cluster=None).resolved(n_inputs),
+            f"level 1 asks for k={k} clusters but {why}: using k={planned}")
 
 
 @dataclass(frozen=True)
@@ -169,11 +171,6 @@ def _compact(centroids: np.ndarray, labels: np.ndarray, dists: np.ndarray, dista
     return Level(np.ascontiguousarray(centroids[used]), remap[labels], dists, distance_pairs)
 
 
-def _gemm_pairs(n: int, k: int, d: int) -> int:
-    """Point–centroid pairs of a full assignment pass computed by GEMM (a k-d tree search in low dimension)."""
-    return n * k if d > KD_TREE_MAX_DIM else 0
-
-
 def _split_clusters(X: np.ndarray, labels: np.ndarray, n_clusters: int, spec: LevelSpec, metric: Metric,
                     rng: np.random.Generator, device: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Split every cluster into up to ``n_splits`` sub-clusters with a small k-means inside it (docs/method.md, splits).
@@ -200,7 +197,7 @@ def _split_clusters(X: np.ndarray, labels: np.ndarray, n_clusters: int, spec: Le
         new_labels[members] = offset + sub_labels
         parts.append(fit.centroids)
         offset += s
-        pairs += fit.distance_pairs + _gemm_pairs(len(members), s, X.shape[1])
+        pairs += fit.distance_pairs + gemm_pairs(len(members), s, X.shape[1])
     return np.concatenate(parts, axis=0), new_labels, dists, pairs
 
 
@@ -216,7 +213,7 @@ def _kmeans_and_resampling(X_t, spec: LevelSpec, metric: Metric, assigner: Assig
     started = time.perf_counter()
     fit = train(np.random.default_rng(int(rng.integers(2**31 - 1))))
     labels, dists = assigner(X_t, fit.centroids, metric)
-    centroids, pairs = fit.centroids, fit.distance_pairs + _gemm_pairs(n, k, d)
+    centroids, pairs = fit.centroids, fit.distance_pairs + gemm_pairs(n, k, d)
     log(f"k-means k={k} on {n} inputs: {fit.n_iter} Lloyd iterations, {time.perf_counter() - started:.1f} s")
     if spec.sample_size <= 1:
         return centroids, labels, dists, pairs
@@ -228,7 +225,7 @@ def _kmeans_and_resampling(X_t, spec: LevelSpec, metric: Metric, assigner: Assig
         fit = train(np.random.default_rng(int(rng.integers(2**31 - 1))), rows=rows)
         centroids = fit.centroids
         labels, dists = assigner(X_t, centroids, metric)
-        pairs += fit.distance_pairs + _gemm_pairs(n, k, d)
+        pairs += fit.distance_pairs + gemm_pairs(n, k, d)
         log(f"resampling step {step}/{spec.resampling_steps}: k-means on {len(rows)} drawn inputs and a new "
             f"assignment of all {n}, {time.perf_counter() - started:.1f} s")
     return centroids, labels, dists, pairs
@@ -253,9 +250,9 @@ def fit_level(X_t, spec: LevelSpec, *, seed: int = 0, metric: Metric = "l2", ass
         Called with one line after the k-means, after every resampling step and after the splits, each with
         its seconds (progress for a long level).
     device : {"cpu", "cuda", "cuda:N", "torch-cpu", "auto"}
-        Where the heavy passes run (``curation_assets.core.kmeans``, "Devices"); ``"cpu"`` is the faiss path.
+        Where the heavy passes run (``curation_assets.core.devices``); ``"cpu"`` is the faiss path.
         Without an ``assigner``, a torch device keeps X_t in its memory for the whole level when it fits
-        (``torch_kernels.RESIDENT_SHARE`` of the free GPU memory), and streams it chunk by chunk otherwise.
+        (``backend_torch.RESIDENT_SHARE`` of the free GPU memory), and streams it chunk by chunk otherwise.
 
     Returns
     -------

@@ -125,8 +125,8 @@ def test_cosine_hierarchy():
     "X, levels, message",
     [
         (np.zeros((10,), np.float32), [LevelSpec(2)], "2-D"),
-        (np.array([[0, 0], [1, np.nan], [2, 2]], np.float32), [LevelSpec(2)], "row 1"),
-        (np.array([[0, 0], [1, 1], [np.inf, 2]], np.float32), [LevelSpec(2)], "row 2"),
+        (np.array([[0, 0], [1, np.nan], [2, 2], [3, 3]], np.float32), [LevelSpec(2)], "row 1"),
+        (np.array([[0, 0], [1, 1], [np.inf, 2], [3, 3]], np.float32), [LevelSpec(2)], "row 2"),
         (np.zeros((10, 2), np.float32), [], "at least one"),
     ],
 )
@@ -149,6 +149,22 @@ def test_a_pool_too_small_gets_fewer_levels_with_a_note():
     small = hierarchical_kmeans(X[:40], [LevelSpec(525), LevelSpec(10)])
     assert small.levels[0].n_clusters == 20 and small.n_levels == 2
     assert "level 1 asks for k=525 clusters but the pool has only 40 points: using k=20" in small.notes
+
+
+def test_a_level_of_one_cluster_is_dropped_and_a_tiny_pool_is_refused():
+    X = np.random.default_rng(0).normal(size=(200, 4)).astype(np.float32)
+    h = hierarchical_kmeans(X, [LevelSpec(per_cluster=20), LevelSpec(per_cluster=4), LevelSpec(per_cluster=10)])
+    assert [lv.n_clusters for lv in h.levels] == [10, 2]  # 200 / 20, 10 / 4; the third level would be 2 / 10 -> 1
+    assert h.notes == ["level 3 asks for k=1 clusters for its 2 inputs but a level needs at least 2: "
+                       "the hierarchy stops at level 2"]
+    assert len(hierarchical_sampling(h, 50, seed=0)) == 50
+    raised = hierarchical_kmeans(X[:10], [LevelSpec(per_cluster=20)])
+    assert raised.levels[0].n_clusters == 2
+    assert raised.notes == ["level 1 asks for k=1 clusters but a level needs at least 2: using k=2"]
+    assert hierarchical_kmeans(X[:4], [LevelSpec(5)]).levels[0].n_clusters == 2  # half of the smallest pool
+    for n in (1, 3):
+        with pytest.raises(ValueError, match=f"pool too small to curate: {n} rows"):
+            hierarchical_kmeans(X[:n], [LevelSpec(per_cluster=20)])
 
 
 def test_relative_level_sizes_follow_the_input():

@@ -18,3 +18,11 @@ def test_the_cpu_path_never_imports_torch():
     run_python("import sys, numpy as np; from curation_assets.core import LevelSpec, hierarchical_kmeans; "
                "X = np.random.default_rng(0).standard_normal((2000, 16)).astype(np.float32); "
                "hierarchical_kmeans(X, [LevelSpec(20, 2, 10)], device='cpu'); sys.exit('torch' in sys.modules)")
+
+
+def test_clustering_above_eight_dimensions_imports_no_scipy():
+    # scipy's k-d trees serve only dimension <= 8: a first call in a fresh process pays for nothing else.
+    run_python("import sys, numpy as np; from curation_assets.core import LevelSpec, hierarchical_kmeans; "
+               "X = np.random.default_rng(0).standard_normal((3000, 16)).astype(np.float32); "
+               "hierarchical_kmeans(X, [LevelSpec(30, 2, 10, n_splits=2), LevelSpec(5)]); "
+               "bad = [m for m in sys.modules if m.startswith('scipy')]; print(bad); sys.exit(bool(bad))")

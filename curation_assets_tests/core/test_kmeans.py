@@ -1,12 +1,11 @@
-import importlib
-
 import numpy as np
 import pytest
 
 from curation_assets.core import assign, kmeans, kmeans_plusplus
-from curation_assets.core.kmeans import lloyd
-
-kmeans_module = importlib.import_module("curation_assets.core.kmeans")
+from curation_assets.core.assignment import KD_TREE_MAX_DIM
+from curation_assets.core.lloyd import FILTER_MIN_PAIRS, lloyd, run_lloyd
+from curation_assets.core.seeding import default_seeding_candidates
+from curation_assets.core.workers import shared_workers
 
 
 def blobs(n_per=200, centres=((0, 0), (10, 0), (0, 10), (10, 10)), seed=0):
@@ -113,6 +112,19 @@ def test_kmeans_rejects_unknown_metric():
         kmeans(np.zeros((5, 2), np.float32), 2, metric="manhattan")
 
 
+def test_near_ties_go_the_way_of_exact_arithmetic():
+    # Far from the origin, ||x||² + ||c||² - 2 x·c in float32 loses the difference between two close centroids;
+    # the search re-checks such rows exactly, so every label is the float64 nearest centroid.
+    rng = np.random.default_rng(7)
+    offset = np.full(32, 300.0)
+    C = (offset + rng.standard_normal((2, 32)) * 0.05).astype(np.float32)
+    X = (offset + rng.standard_normal((5000, 32)) * 0.05).astype(np.float32)
+    exact = ((X[:, None].astype(np.float64) - C[None].astype(np.float64)) ** 2).sum(axis=2)
+    labels, dists = assign(X, C)
+    np.testing.assert_array_equal(labels, exact.argmin(axis=1))
+    np.testing.assert_allclose(dists, exact.min(axis=1), rtol=1e-6)
+
+
 @pytest.mark.parametrize("metric", ["l2", "cosine"])
 def test_assignment_bytes_do_not_depend_on_the_thread_count(metric):
     rng = np.random.default_rng(4)
@@ -148,13 +160,13 @@ def test_filtered_lloyd_gives_the_centroids_of_plain_lloyd_and_skips_most_pairs(
     if metric == "cosine":
         X /= np.linalg.norm(X, axis=1, keepdims=True)
     init = X[rng.choice(len(X), 400, replace=False)]
-    assert len(X) * len(init) >= kmeans_module.FILTER_MIN_PAIRS  # the filtered search runs
-    ours, iterations, pairs = kmeans_module._lloyd(X, init.copy(), 40, np.random.default_rng(0), metric == "cosine",
-                                                    kmeans_module.shared_workers())
+    assert len(X) * len(init) >= FILTER_MIN_PAIRS  # the filtered search runs
+    ours, iterations, pairs = run_lloyd(X, init.copy(), 40, np.random.default_rng(0), metric == "cosine",
+                                      shared_workers())
     plain, plain_iterations = _plain_lloyd(X, init, 40, spherical=metric == "cosine")
     assert iterations == plain_iterations
     np.testing.assert_allclose(ours, plain, rtol=1e-5, atol=1e-5)
-    if d > kmeans_module.KD_TREE_MAX_DIM:
+    if d > KD_TREE_MAX_DIM:
         assert pairs < 0.5 * len(X) * len(init) * iterations  # what the bounds rule out is not computed
     public, public_iterations = lloyd(X, init, 40, metric)
     np.testing.assert_array_equal(public, ours)
@@ -207,7 +219,7 @@ def test_greedy_kmeans_plusplus_is_exact_in_distribution(d, candidates):
 def test_seeding_candidates_reach_kmeans_and_one_is_plain_d2_sampling():
     X, _ = blobs(n_per=300)
     default, plain = kmeans(X, 12, seed=0), kmeans(X, 12, seed=0, seeding_candidates=1)
-    assert kmeans_module.default_seeding_candidates(12) == 4
+    assert default_seeding_candidates(12) == 4
     assert not np.array_equal(default.centroids, plain.centroids)
     np.testing.assert_array_equal(
         kmeans_plusplus(X, 12, np.random.default_rng(0), candidates=1),

@@ -14,11 +14,14 @@ from curation_assets.core import (
     kmeans,
     label_balance,
 )
+from curation_assets.core.devices import kernels_for, resolve_device
+from curation_assets.core.lloyd import run_lloyd
+from curation_assets.core.seeding import greedy_seeds
 from curation_assets.core.synthetic import zipf_concepts
+from curation_assets.core.workers import shared_workers
 
 torch = pytest.importorskip("torch")
-kmeans_module = importlib.import_module("curation_assets.core.kmeans")
-torch_kernels = importlib.import_module("curation_assets.core.torch_kernels")
+backend_torch = importlib.import_module("curation_assets.core.backend_torch")
 
 
 def separated_blobs(n=6000, k=12, d=32, seed=0):
@@ -74,9 +77,9 @@ def test_seeds_are_the_faiss_paths_draws():
     for seed in range(3):
         seeds = {}
         for device in ("cpu", "torch-cpu"):
-            kernels = kmeans_module.kernels_for(device, X.shape[1])
+            kernels = kernels_for(device, X.shape[1])
             train, seeding_set = kernels.training_rows(X, None, None, "l2")
-            seeds[device], _ = kmeans_module._seed(seeding_set, 60, None, np.random.default_rng(seed),
+            seeds[device], _ = greedy_seeds(seeding_set, 60, None, np.random.default_rng(seed),
                                                    kernels.seeding(seeding_set))
         np.testing.assert_array_equal(seeds["torch-cpu"], seeds["cpu"])
 
@@ -87,7 +90,7 @@ def test_lloyd_converges_to_a_lloyd_fixed_point_deterministically():
     X, _ = separated_blobs(n=16_000, k=20, d=16, seed=2)
     rng = np.random.default_rng(2)
     init = X[rng.choice(len(X), 300, replace=False)]
-    kernels = torch_kernels.torch_kernels("torch-cpu")
+    kernels = backend_torch.torch_kernels("torch-cpu")
     ours = [kernels.lloyd(torch.from_numpy(X), torch.from_numpy(init), 100, np.random.default_rng(0), False)
             for _ in range(2)]
     np.testing.assert_array_equal(ours[0][0], ours[1][0])  # float64 sums without atomic additions
@@ -102,8 +105,8 @@ def test_lloyd_converges_to_a_lloyd_fixed_point_deterministically():
     labels = sq_dists(C).argmin(axis=1)
     means = np.stack([X64[labels == j].mean(axis=0) for j in range(len(C))])
     np.testing.assert_allclose(C, means, rtol=1e-4, atol=1e-4)  # every centroid the mean of its points
-    faiss_C, _, _ = kmeans_module._lloyd(X, init.copy(), 100, np.random.default_rng(0), False,
-                                         kmeans_module.shared_workers())
+    faiss_C, _, _ = run_lloyd(X, init.copy(), 100, np.random.default_rng(0), False,
+                                         shared_workers())
     assert abs(sq_dists(C).min(axis=1).sum() / sq_dists(faiss_C).min(axis=1).sum() - 1) < 0.01
 
 
@@ -111,7 +114,7 @@ def test_centroid_sums_add_and_remove_rows_exactly():
     rng = np.random.default_rng(3)
     rows = torch.from_numpy(rng.standard_normal((200_000, 8)))
     labels = torch.from_numpy(rng.integers(0, 50, 200_000))
-    kernels = torch_kernels.torch_kernels("torch-cpu")
+    kernels = backend_torch.torch_kernels("torch-cpu")
     sums = torch.zeros((50, 8), dtype=torch.float64)
     kernels._add_rows(sums, labels, rows.float(), 1.0)
     expected = np.zeros((50, 8))
@@ -138,8 +141,8 @@ def test_a_level_held_in_device_memory_is_the_streamed_level(monkeypatch):
     X, _ = separated_blobs(n=5000, k=20, d=16, seed=4)
     spec = LevelSpec(40, resampling_steps=3, sample_size=20, n_splits=2)
     streamed = fit_level(X, spec, seed=1, device="torch-cpu")
-    kernels = torch_kernels.torch_kernels("torch-cpu")
-    monkeypatch.setattr(torch_kernels.TorchKernels, "resident", lambda self, X: self._gather(X, None))  # as on a GPU
+    kernels = backend_torch.torch_kernels("torch-cpu")
+    monkeypatch.setattr(backend_torch.TorchKernels, "resident", lambda self, X: self._gather(X, None))  # as on a GPU
     held = fit_level(X, spec, seed=1, device="torch-cpu")
     assert torch.is_tensor(kernels.resident(X))
     np.testing.assert_array_equal(held.centroids, streamed.centroids)
@@ -155,12 +158,12 @@ def test_low_dimension_takes_the_k_d_tree_path_on_every_device():
 
 
 def test_device_names(monkeypatch):
-    assert kmeans_module.resolve_device("torch-cpu") == "torch-cpu"
-    assert kmeans_module.resolve_device("cuda:1") == "cuda:1"
+    assert resolve_device("torch-cpu") == "torch-cpu"
+    assert resolve_device("cuda:1") == "cuda:1"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert kmeans_module.resolve_device("auto") == "cpu"
+    assert resolve_device("auto") == "cpu"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert kmeans_module.resolve_device("auto") == "cuda"
+    assert resolve_device("auto") == "cuda"
     with pytest.raises(ValueError, match="device must be one of"):
         kmeans(np.zeros((10, 16), np.float32), 2, device="gpu")
 

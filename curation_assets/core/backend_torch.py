@@ -1,21 +1,21 @@
-"""The torch kernels: the heavy passes of ``curation_assets.core.kmeans`` on a torch device.
+"""The torch kernels: the heavy passes of a k-means (``curation_assets.core.clustering``) on a torch device.
 
 Imported only when a torch device is asked for (``device="cuda"``, ``"cuda:N"``, ``"torch-cpu"``, or
 ``"auto"`` on a machine with a GPU), never by ``import curation_assets.core``. The algorithms are the faiss
-path's (``kmeans.py``'s module docstring), on the device:
+path's (``backend_faiss``, ``seeding``, ``lloyd``), on the device:
 
 - assignment: the rows stream to the device in chunks of ``chunk_rows`` (a memory map is read in place, a
   chunk at a time) and are searched against all centroids in blocks of at most ``DEVICE_BLOCK_FLOATS``
   distances, float32 GEMM (``||x||² + ||c||² - 2 x·c``, clamped at 0; ``2 - 2 cos`` for cosine);
 - seeding: the same batched rejection sampling, the same random draws (the loop is
-  ``kmeans._seed_by_rejection``): D² and the proposals' distance rows stay on the device; the host keeps
+  ``seeding.seed_by_rejection``): D² and the proposals' distance rows stay on the device; the host keeps
   only what the acceptance test reads, D² at the batch's proposals (from the proposals' distances among
   themselves), so a step costs one small transfer (its candidates' gains);
 - Lloyd: plain Lloyd, a full GEMM search per iteration (a GPU computes every distance faster than a
   filter decides which to skip; the labels are those of plain Lloyd, like the filtered Lloyd's), stopping
   once no point moves. Centroid sums are float64 on the device, updated for the points that moved by a
   sort and a prefix sum per cluster (no atomic additions: a seed gives the same bytes run after run), and
-  the means come from ``kmeans.cluster_means`` on the host (the same empty-cluster rule and draws);
+  the means come from ``lloyd.cluster_means`` on the host (the same empty-cluster rule and draws);
 - the rows a k-means trains on are gathered on the device.
 
 A level fitted without an external assigner holds its input in device memory when it takes at most
@@ -24,7 +24,7 @@ A level fitted without an external assigner holds its input in device memory whe
 
 Exactness: float32 throughout, no TF32 (torch's default "highest" float32 matmul precision; a process that
 lowers it with ``torch.set_float32_matmul_precision`` changes the distances). The results are those of the
-faiss path up to float rounding (``kmeans.py``, "Devices"). bf16 / fp16 distances are not offered: they
+faiss path up to float rounding (``devices``). bf16 / fp16 distances are not offered: they
 would need an exact float32 re-check of near ties, and no GPU measurement has shown them to keep the results.
 """
 
@@ -35,7 +35,8 @@ import functools
 import numpy as np
 import torch
 
-from curation_assets.core.kmeans import ASSIGN_CHUNK_ROWS, Metric, cluster_means
+from curation_assets.core.assignment import ASSIGN_CHUNK_ROWS, Metric
+from curation_assets.core.lloyd import cluster_means
 
 DEVICE_BLOCK_FLOATS = 1 << 26  # distances of one search block on the device (256 MB)
 SUM_CHUNK_ROWS = 8_192  # rows per prefix sum of the centroid sums (bounds its float64 rounding and memory)
@@ -55,7 +56,7 @@ def _unit_rows_(X: torch.Tensor) -> torch.Tensor:
 
 
 class _TorchSeeding:
-    """A greedy seeding space (``kmeans._HostSeeding``) on the device: D² and the batch's distance rows there;
+    """A greedy seeding space (``seeding.HostSeeding``) on the device: D² and the batch's distance rows there;
     on the host, D² at the batch's proposals, kept current from the proposals' distances among themselves."""
 
     def __init__(self, X: torch.Tensor, first: int):
@@ -96,7 +97,7 @@ class _TorchSeeding:
 
 
 class TorchKernels:
-    """The kernels of a torch device, answering the calls of ``kmeans.FaissKernels`` (module docstring).
+    """The kernels of a torch device, answering the calls of ``backend_faiss.FaissKernels`` (module docstring).
 
     Row matrices may be host arrays (memory maps included; streamed) or float32 tensors on the device.
     """
@@ -155,8 +156,10 @@ class TorchKernels:
 
     def assign(self, X, centroids: np.ndarray, metric: Metric, chunk_rows: int,
                rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """``kmeans.assign`` on this device: X (or X[rows]) streamed in chunks of ``chunk_rows`` rows."""
+        """``clustering.assign`` on this device: X (or X[rows]) streamed in chunks of ``chunk_rows`` rows."""
         C = self._upload(centroids)
+        if metric == "cosine":  # the nearest by cosine, as NearestCentroid
+            C = _unit_rows_(C.clone())
         n = X.shape[0] if rows is None else len(rows)
         labels, dists = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.float32)
         for start, stop, block in self._chunks(X, rows, chunk_rows):

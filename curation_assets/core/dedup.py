@@ -10,9 +10,12 @@ Two passes, both independent of the order of the input rows:
    ``nprobe`` nearest buckets, so a pair split by a bucket border is still found when both rows
    lie near it).
 
-Duplicate groups are the connected components of the pair graph (so chains A~B~C form one group);
-each group keeps its member with the smallest id (string order). All work is done in id order, so
-permuting the input rows permutes nothing in the result but the row indices.
+Which rows stay is decided greedily in id order (string order), as SemDeDup keeps one row per
+epsilon-ball: a row is kept unless it lies within the threshold of a row with a smaller id that is
+itself kept, and a removed row points at the most similar such kept row. So a row is only ever removed
+as a copy of a kept row it is itself similar to: a chain A~B~C where A and C differ keeps both A and C,
+where connected components would have merged all three. All work is done in id order, so permuting
+the input rows permutes nothing in the result but the row indices.
 """
 
 from __future__ import annotations
@@ -24,11 +27,9 @@ from dataclasses import dataclass
 
 import faiss
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from curation_assets.core._validation import as_float32_matrix, check_finite
-from curation_assets.core.kmeans import kmeans
+from curation_assets.core.clustering import kmeans
 from curation_assets.core.linalg import unit_rows
 
 EXACT_SEARCH_MAX_ROWS = 50_000  # above this, near duplicates are searched inside k-means buckets
@@ -45,7 +46,8 @@ class DedupResult:
 
     keep: sorted int64 row indices kept. removed: sorted int64 row indices removed; duplicate_of,
     rule ("exact" or "near") and similarity (float32 cosine to the kept row, 1.0 for exact copies of
-    it) are aligned with ``removed``.
+    it) are aligned with ``removed``. ``pairs`` (i, j, cosine; rows of X) are every near pair among the
+    rows that took part in the near search (``searched``): pass them back as ``known`` when the pool grows.
     """
 
     keep: np.ndarray
@@ -53,6 +55,9 @@ class DedupResult:
     duplicate_of: np.ndarray
     rule: np.ndarray
     similarity: np.ndarray
+    pairs: tuple[np.ndarray, np.ndarray, np.ndarray] = (np.empty(0, np.int64), np.empty(0, np.int64),
+                                                        np.empty(0, np.float32))
+    searched: np.ndarray | None = None
 
     @property
     def n_exact(self) -> int:
@@ -61,6 +66,17 @@ class DedupResult:
     @property
     def n_near(self) -> int:
         return int((self.rule == "near").sum())
+
+
+@dataclass(frozen=True)
+class KnownPairs:
+    """What an earlier search already found: among the rows marked ``searched`` (bool, shape (n,)), every near
+    pair is in (i, j, cosine) (rows of X). Only the other rows are searched, against all rows."""
+
+    searched: np.ndarray
+    i: np.ndarray
+    j: np.ndarray
+    similarity: np.ndarray
 
 
 # --------------------------------------------------------------------------- validation, helpers
@@ -95,14 +111,31 @@ def _check_block_params(block_clusters: int | None, nprobe: int) -> None:
         raise ValueError(f"nprobe must be >= 1, got {nprobe}")
 
 
-def _component_min(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    """For every node 0..n-1, the smallest node of its connected component in the graph of edges (i, j)."""
+def greedy_keep(n: int, i: np.ndarray, j: np.ndarray, sim: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Keep-smallest-id against kept rows, for rows 0..n-1 in id order and near pairs (i < j, cosine ``sim``).
+
+    Returns (``kept_as``, ``similarity``): ``kept_as[r]`` is r for a kept row, else the kept row with a smaller
+    id that r is most similar to (ties: the smaller id), and ``similarity[r]`` that cosine (1.0 when kept).
+    """
+    kept_as = np.arange(n, dtype=np.int64)
+    best = np.ones(n, dtype=np.float32)
     if len(i) == 0:
-        return np.arange(n, dtype=np.int64)
-    graph = coo_matrix((np.ones(len(i), dtype=np.int8), (i, j)), shape=(n, n))
-    _, comp = connected_components(graph, directed=False)
-    _, first = np.unique(comp, return_index=True)  # first occurrence = smallest node of the component
-    return first[comp].astype(np.int64)
+        return kept_as, best
+    order = np.lexsort((j, i))
+    i, j, sim = i[order], j[order], np.asarray(sim, dtype=np.float32)[order]
+    starts = np.searchsorted(i, np.arange(n + 1))
+    best[:] = -np.inf
+    removed = np.zeros(n, dtype=bool)
+    for row in np.unique(i):  # ascending: a row's own fate is settled before it can remove others
+        if removed[row]:
+            continue
+        later, s = j[starts[row] : starts[row + 1]], sim[starts[row] : starts[row + 1]]
+        removed[later] = True
+        closer = s > best[later]
+        best[later[closer]] = s[closer]
+        kept_as[later[closer]] = row
+    best[~removed] = 1.0
+    return kept_as, best
 
 
 # --------------------------------------------------------------------------- exact duplicates
@@ -213,22 +246,26 @@ def near_duplicate_pairs(U: np.ndarray, threshold: float, *, block_clusters: int
 def near_duplicates(X, threshold: float, ids: Sequence[str], *, block_clusters: int | None = None, seed: int = 0,
                     nprobe: int = DEFAULT_NPROBE, exclude: np.ndarray | None = None,
                     progress: Progress | None = None) -> np.ndarray:
-    """For every row, the row index of its near-duplicate group's representative (int64, shape (n,)).
+    """For every row, the row it is removed as a near duplicate of, or itself when kept (int64, shape (n,)).
 
-    Groups are connected components of the graph of pairs with cosine >= threshold (see
-    ``near_duplicate_pairs`` for the search); the representative is the member with the smallest id.
-    ``exclude`` (bool mask, shape (n,)) marks rows that take no part (their representative is themselves).
+    Greedy in id order (module docstring; see ``near_duplicate_pairs`` for the search). ``exclude`` (bool
+    mask, shape (n,)) marks rows that take no part (they map to themselves).
     """
     threshold = _check_threshold(threshold)
     _check_block_params(block_clusters, nprobe)
     X = as_float32_matrix(X)
     check_finite(X)
     ids = _check_ids(ids, X.shape[0])
-    return _near_rep(X, np.argsort(ids, kind="stable"), threshold, exclude, block_clusters, seed, nprobe, progress)
+    rep, _, _ = _near_rep(X, np.argsort(ids, kind="stable"), threshold, exclude, block_clusters, seed, nprobe,
+                          progress)
+    return rep
 
 
 def _near_rep(X: np.ndarray, canon: np.ndarray, threshold: float, exclude: np.ndarray | None,
-              block_clusters: int | None, seed: int, nprobe: int, progress: Progress | None) -> np.ndarray:
+              block_clusters: int | None, seed: int, nprobe: int, progress: Progress | None,
+              known: KnownPairs | None = None) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """(row each row is kept as, cosine to it, the near pairs found (rows of X)) over the rows not excluded,
+    greedily in id order."""
     n = X.shape[0]
     rows = canon
     if exclude is not None:
@@ -236,15 +273,38 @@ def _near_rep(X: np.ndarray, canon: np.ndarray, threshold: float, exclude: np.nd
         if exclude.shape != (n,):
             raise ValueError(f"exclude must be a bool mask of shape ({n},), got {exclude.shape}")
         rows = canon[~exclude[canon]]
-    rep = np.arange(n, dtype=np.int64)
+    rep, sim = np.arange(n, dtype=np.int64), np.ones(n, dtype=np.float32)
     if len(rows) < 2:
-        return rep
+        return rep, sim, (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32))
     U = unit_rows(np.ascontiguousarray(X[rows], dtype=np.float32), inplace=True)  # fancy index = one copy, id order
-    i, j, _ = near_duplicate_pairs(U, threshold, block_clusters=block_clusters, seed=seed, nprobe=nprobe,
-                                   progress=progress)
+    if known is None:
+        i, j, pair_sim = near_duplicate_pairs(U, threshold, block_clusters=block_clusters, seed=seed, nprobe=nprobe,
+                                              progress=progress)
+    else:
+        i, j, pair_sim = _pairs_with_known(U, rows, known, threshold)
     del U
-    rep[rows] = rows[_component_min(len(rows), i, j)]
-    return rep
+    kept_as, best = greedy_keep(len(rows), i, j, pair_sim)
+    rep[rows], sim[rows] = rows[kept_as], best
+    return rep, sim, (rows[i], rows[j], pair_sim)
+
+
+def _pairs_with_known(U: np.ndarray, rows: np.ndarray, known: KnownPairs, threshold: float):
+    """Near pairs (positions in ``rows``, i < j) from the known ones among searched rows, plus an exact search of
+    the rows not searched yet against all rows."""
+    position = np.full(len(known.searched), -1, dtype=np.int64)
+    position[rows] = np.arange(len(rows))
+    a, b = position[known.i], position[known.j]
+    old = (a >= 0) & (b >= 0)
+    fresh = np.flatnonzero(~np.asarray(known.searched)[rows])
+    q, base, found = _range_pairs(U, np.ascontiguousarray(U[fresh]), threshold - SIM_TOLERANCE) if len(fresh) else \
+        (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32))
+    q = fresh[q]
+    lo = np.concatenate([np.minimum(a[old], b[old]), np.minimum(q, base)])
+    hi = np.concatenate([np.maximum(a[old], b[old]), np.maximum(q, base)])
+    sims = np.concatenate([np.asarray(known.similarity, np.float32)[old], found.astype(np.float32)])
+    keep = lo < hi
+    key, first = np.unique(lo[keep] * len(rows) + hi[keep], return_index=True)  # a new pair is found from both ends
+    return key // len(rows), key % len(rows), sims[keep][first]
 
 
 # --------------------------------------------------------------------------- both passes
@@ -252,13 +312,16 @@ def _near_rep(X: np.ndarray, canon: np.ndarray, threshold: float, exclude: np.nd
 
 def deduplicate(X, ids: Sequence[str], threshold: float, content_keys: Sequence[bytes | str] | None = None, *,
                 block_clusters: int | None = None, seed: int = 0, nprobe: int = DEFAULT_NPROBE,
-                progress: Progress | None = None) -> DedupResult:
+                progress: Progress | None = None, known: KnownPairs | None = None) -> DedupResult:
     """Exact duplicates first (by content hash, when ``content_keys`` are given), then near duplicates
     (cosine >= ``threshold``) among the survivors; indices in the result refer to the rows of X.
 
-    An exact copy of a row that is itself removed as a near duplicate points at the final kept row
-    (rule "exact", similarity = cosine of its group's representative to that row). Kept ids do not
-    depend on the order of the rows. ``progress(done, total)`` follows the near-duplicate search.
+    An exact copy of a row that is itself removed as a near duplicate points at the kept row that row
+    duplicates (rule "exact", similarity = the cosine of its exact group's representative to that row, so
+    every reported similarity is >= threshold). Kept ids do not depend on the order of the rows.
+    ``progress(done, total)`` follows the near-duplicate search. ``known``: the pairs an earlier search found
+    (a grown pool): only rows not searched then are searched now, exactly, against all rows; with an exact
+    search both ways the result equals a search from scratch.
     """
     threshold = _check_threshold(threshold)
     _check_block_params(block_clusters, nprobe)
@@ -274,20 +337,20 @@ def deduplicate(X, ids: Sequence[str], threshold: float, content_keys: Sequence[
         exact_rep = _exact_rep(content_keys, canon)
     else:
         exact_rep = rows
-    near_rep = _near_rep(X, canon, threshold, exact_rep != rows, block_clusters, seed, nprobe, progress)
-    final = near_rep[exact_rep]  # exact_rep is a survivor, near_rep maps it to its group's kept row
+    near_rep, near_sim, pairs = _near_rep(X, canon, threshold, exact_rep != rows, block_clusters, seed, nprobe,
+                                          progress, known)
+    final = near_rep[exact_rep]  # exact_rep is a survivor, near_rep maps it to the kept row it duplicates
     removed = np.flatnonzero(final != rows)
     dup_of = final[removed]
     via = exact_rep[removed]  # the survivor each removed row stands for (itself for near duplicates)
     is_exact = via != removed
-    a = unit_rows(X[via])
-    b = unit_rows(X[dup_of])
-    sim = np.einsum("ij,ij->i", a, b).astype(np.float32)
-    sim[via == dup_of] = 1.0  # exact copies of the kept row
+    sim = near_sim[via]  # 1.0 for exact copies of a kept row; else the survivor's cosine to its kept row
     return DedupResult(
         keep=np.flatnonzero(final == rows).astype(np.int64),
         removed=removed.astype(np.int64),
         duplicate_of=dup_of.astype(np.int64),
         rule=np.where(is_exact, "exact", "near").astype(str),
         similarity=sim,
+        pairs=pairs,
+        searched=exact_rep == rows,
     )

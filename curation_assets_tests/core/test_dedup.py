@@ -3,6 +3,7 @@ import pytest
 
 from curation_assets.core.dedup import (
     DedupResult,
+    KnownPairs,
     content_hash,
     deduplicate,
     exact_duplicates,
@@ -71,7 +72,39 @@ def chain(thr_cos=0.96):
     return np.concatenate([abc, others]).astype(np.float32)
 
 
-def test_chains_form_one_group_kept_by_smallest_id():
+def test_a_chain_removes_only_rows_similar_to_a_kept_row():
+    """A~B~C with A and C distinct and A the smallest id: B goes as A's copy, C stays (connected components would
+    have removed C as a copy of A, at a similarity below the threshold)."""
+    X = chain()
+    ids = ["a", "b", "c"] + [f"z{i}" for i in range(len(X) - 3)]
+    res = deduplicate(X, ids, 0.95)
+    assert removed_map(res, ids) == {"b": ("a", "near")}
+    assert (res.similarity >= 0.95).all()
+
+
+def test_removed_rows_are_within_the_threshold_of_their_kept_row():
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((300, 32)).astype(np.float32)
+    walk = [base]
+    for _ in range(4):  # chains of small steps: neighbours similar, ends of a chain not
+        walk.append(walk[-1] + 0.25 * rng.standard_normal(base.shape).astype(np.float32))
+    X = np.concatenate(walk)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    ids = [f"r{i:05d}" for i in range(len(X))]
+    res = deduplicate(X, ids, 0.95)
+    assert len(res.removed) > 0
+    kept = X[res.duplicate_of]
+    cos = np.einsum("ij,ij->i", X[res.removed], kept)
+    np.testing.assert_allclose(cos, res.similarity, atol=1e-5)
+    assert (res.similarity >= 0.95 - 1e-6).all()
+    assert not np.isin(res.duplicate_of, res.removed).any()  # every removal points at a kept row
+    kept_rows = X[res.keep]
+    sims = kept_rows @ kept_rows.T
+    np.fill_diagonal(sims, 0)
+    assert sims.max() < 0.95  # and no two kept rows are copies of each other
+
+
+def test_a_middle_row_with_the_smallest_id_removes_both_neighbours():
     X = chain()
     assert X[0] @ X[2] < 0.95
     ids = ["c", "a", "b"] + [f"z{i}" for i in range(len(X) - 3)]  # the middle of the chain has the smallest id
@@ -183,3 +216,20 @@ def test_argument_errors(kwargs, match):
 def test_bad_content_key_type():
     with pytest.raises(TypeError, match="bytes or str"):
         exact_duplicates([1, 2], ["a", "b"])
+
+
+def test_a_grown_pool_searched_from_known_pairs_equals_a_search_from_scratch():
+    X, ids, keys = planted(seed=5)
+    n = len(X)
+    order = np.random.default_rng(1).permutation(n)
+    first = np.sort(order[: int(0.7 * n)])  # yesterday's rows; today every row
+    before = deduplicate(X[first], [ids[r] for r in first], 0.95, content_keys=[keys[r] for r in first])
+    searched = np.zeros(n, dtype=bool)
+    searched[first[before.searched]] = True
+    i, j, sim = before.pairs
+    known = KnownPairs(searched, first[i], first[j], sim)
+    grown = deduplicate(X, ids, 0.95, content_keys=keys, known=known)
+    scratch = deduplicate(X, ids, 0.95, content_keys=keys)
+    for name in ("keep", "removed", "duplicate_of", "rule"):
+        np.testing.assert_array_equal(getattr(grown, name), getattr(scratch, name))
+    np.testing.assert_allclose(grown.similarity, scratch.similarity, atol=1e-6)

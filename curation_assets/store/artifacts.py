@@ -21,10 +21,12 @@ import pyarrow.parquet as pq
 
 from curation_assets.core import HierarchicalClustering, Level
 from curation_assets.store.dataset import DATA_DIR, DatasetWriter
+from curation_assets.store.embedding_cache import KEY_BYTES
 from curation_assets.store.files import atomic_path, load_npy, save_npy, save_parquet
 from curation_assets.store.layout import Layout
 from curation_assets.store.records import Record, read_record
 from curation_assets.store.shards import ShardedArray, ShardWriter
+from curation_assets.store.webdataset import WebDatasetWriter
 
 LEVEL_FILES = ("centroids", "assignment", "distances", "sizes")
 
@@ -112,6 +114,21 @@ class Corpus(_Stored):
         series = pl.read_parquet(self.path, columns=[name])[name]
         return series if rows is None else series.gather(rows)
 
+    def column_groups(self, name: str) -> Iterator[pl.Series]:
+        """One column, one Parquet row group at a time (bounded memory)."""
+        parquet = pq.ParquetFile(self.path)
+        for g in range(parquet.num_row_groups):
+            yield pl.from_arrow(parquet.read_row_group(g, columns=[name]))[name]
+
+    def keep_rows(self, keep: np.ndarray, row_group_rows: int = 8192) -> None:
+        """Rewrite the corpus with only the rows where ``keep`` (bool, one per row) is set, group by group."""
+        parquet, start = pq.ParquetFile(self.path), 0
+        with Corpus.writer(self.layout, row_group_rows) as corpus:
+            for g in range(parquet.num_row_groups):
+                group = pl.from_arrow(parquet.read_row_group(g))
+                corpus.write(group.filter(pl.Series(keep[start : start + len(group)])))
+                start += len(group)
+
     def batches(self, rows: np.ndarray, columns: list[str]) -> Iterator[pl.DataFrame]:
         """The given corpus rows (sorted row numbers, repeats allowed), in order, one Parquet row group at a
         time: memory stays bounded by a row group whatever the corpus size."""
@@ -171,8 +188,26 @@ class Embeddings(_Stored):
 
     @staticmethod
     def save_rows(layout: Layout, rows: pl.DataFrame) -> None:
-        """``id, corpus_row`` of every shard row, in shard order."""
-        save_parquet(layout.embeddings_dir / "rows.parquet", rows.select("id", "corpus_row"))
+        """``id, corpus_row`` (and the content ``key`` when the vectors came through the cache) of every shard
+        row, in shard order."""
+        save_parquet(layout.embeddings_dir / "rows.parquet", rows.select("id", "corpus_row", *(
+            ["key"] if "key" in rows.columns else [])))
+
+    @staticmethod
+    def keys_in_use(layout: Layout, cache: str, current: np.ndarray | None) -> np.ndarray:
+        """Content keys of every published ``embeddings`` artefact (any modality) whose vectors live in the model
+        cache ``cache``, plus ``current`` (the artefact of ``layout``'s modality being written, which replaces its
+        published one): what cache eviction must keep."""
+        keys = [] if current is None else [current]
+        for record_file in (layout.root / "embeddings").glob(".*.record.json"):
+            modality = record_file.name[1 : -len(".record.json")]
+            if modality == layout.modality:
+                continue
+            record = Record.read(record_file.parent / modality)
+            rows = record_file.parent / modality / "rows.parquet"
+            if record is not None and record.facts.get("cache") == cache and "key" in pq.read_schema(rows).names:
+                keys.append(pl.read_parquet(rows, columns=["key"])["key"].to_numpy().astype(f"S{KEY_BYTES}"))
+        return np.concatenate(keys) if keys else np.empty(0, dtype=f"S{KEY_BYTES}")
 
     @cached_property
     def X(self) -> ShardedArray:
@@ -208,6 +243,25 @@ class Pool(_Stored):
         """``table``: id, embedding_row, corpus_row of every kept row; ``removed``: the audit of the rest."""
         save_parquet(layout.pool_dir / "pool.parquet", table.select("id", "embedding_row", "corpus_row"))
         save_parquet(layout.pool_dir / "removed.parquet", removed)
+
+    @staticmethod
+    def write_search(layout: Layout, pairs: pl.DataFrame, searched: pl.DataFrame) -> None:
+        """The near pairs found (key_a, key_b, similarity) and the content keys searched, for the next run."""
+        save_parquet(layout.pool_dir / "near_pairs.parquet", pairs)
+        save_parquet(layout.pool_dir / "searched.parquet", searched)
+
+    @staticmethod
+    def read_search(directory: Path) -> tuple[pl.DataFrame, pl.DataFrame] | None:
+        """(near pairs, searched keys) a published pool directory holds, or None."""
+        pairs, searched = directory / "near_pairs.parquet", directory / "searched.parquet"
+        if not (pairs.is_file() and searched.is_file()):
+            return None
+        return pl.read_parquet(pairs), pl.read_parquet(searched)
+
+    @staticmethod
+    def published_ids(directory: Path) -> pl.Series:
+        """The ids of the pool published in ``directory`` (the previous one, while a new one is computed)."""
+        return pl.read_parquet(directory / "pool.parquet", columns=["id"])["id"]
 
     def __len__(self) -> int:
         return len(self.table)
@@ -332,6 +386,11 @@ class Subset(_Recorded):
         return layout.subset_dir / "subset.parquet"
 
     @staticmethod
+    def published_ids(path: Path) -> pl.Series | None:
+        """The distinct ids of a published ``subset.parquet`` (the previous one, while a new one is drawn)."""
+        return pl.read_parquet(path, columns=["id"])["id"].unique() if path.is_file() else None
+
+    @staticmethod
     def write(layout: Layout, tree: Tree, rows: np.ndarray) -> pl.DataFrame:
         """Publish the pool rows ``rows`` the sampler chose: their ids (gathered from the tree's own pool)
         and their cluster at every level. Returns the written frame."""
@@ -399,6 +458,11 @@ class Dataset(_Recorded):
     @staticmethod
     def writer(layout: Layout, shard_rows: int, shard_bytes: int) -> DatasetWriter:
         return DatasetWriter(layout.dataset_dir, shard_rows, shard_bytes)
+
+    @staticmethod
+    def webdataset_writer(layout: Layout, shard_rows: int, shard_bytes: int) -> WebDatasetWriter:
+        """The same rows as WebDataset ``.tar`` shards, in ``webdataset/`` beside ``data/``."""
+        return WebDatasetWriter(layout.dataset_dir, shard_rows, shard_bytes)
 
     @property
     def directory(self) -> Path:

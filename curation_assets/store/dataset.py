@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation_assets.store.files import atomic_path
+from curation_assets.store.files import atomic_path, make_temp_dir, publish_shards
 
 DATA_DIR = "data"
 CARD = "README.md"
@@ -66,7 +65,7 @@ class DatasetWriter:
         for stale in directory.glob(f"{_TEMP_PREFIX}*"):
             shutil.rmtree(stale, ignore_errors=True)
         self.directory, self.shard_rows, self.shard_bytes = directory, shard_rows, shard_bytes
-        self.tmp = Path(tempfile.mkdtemp(dir=directory, prefix=_TEMP_PREFIX))
+        self.tmp = make_temp_dir(directory, _TEMP_PREFIX)
         self.paths: list[Path] = []
         self.rows = self.bytes = 0
         self._writer: pq.ParquetWriter | None = None
@@ -99,21 +98,10 @@ class DatasetWriter:
     def publish(self, card: str) -> list[Path]:
         """Name the shards, write the card, and replace the previous dataset; returns the shard paths."""
         self._close_shard()
-        n = len(self.paths)
-        final = []
-        for i, path in enumerate(self.paths):
-            final.append(path.with_name(f"train-{i:05d}-of-{n:05d}.parquet"))
-            path.rename(final[-1])
-        data = self.directory / DATA_DIR
-        old = self.directory / f"{_TEMP_PREFIX}old"
-        staged = self.tmp.rename(self.directory / f"{_TEMP_PREFIX}staged")
-        if data.exists():
-            data.rename(old)
-        staged.rename(data)
-        shutil.rmtree(old, ignore_errors=True)
+        shards = publish_shards(self.tmp, self.paths, self.directory, DATA_DIR, ".parquet")
         with atomic_path(self.directory / CARD) as tmp:
             tmp.write_text(card)
-        return [data / p.name for p in final]
+        return shards
 
     def abort(self) -> None:
         if self._writer is not None:

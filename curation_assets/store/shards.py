@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from curation_assets.store.files import load_npy
+from curation_assets.store.files import load_npy, make_temp_dir
 
 SHARD_ROWS = 262_144
 SHARDS_DIR = "shards"
@@ -28,7 +27,7 @@ class ShardWriter:
         for stale in directory.glob(f"{_TEMP_PREFIX}*"):
             shutil.rmtree(stale, ignore_errors=True)
         self.directory, self.dtype, self.shard_rows = directory, np.dtype(dtype), shard_rows
-        self.tmp = Path(tempfile.mkdtemp(dir=directory, prefix=_TEMP_PREFIX))
+        self.tmp = make_temp_dir(directory, _TEMP_PREFIX)
         self.buffer: list[np.ndarray] = []
         self.buffered = self.rows = 0
         self.dim: int | None = None

@@ -14,7 +14,7 @@ No module here imports torch, sentence-transformers or dagster.
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ._common import CorpusError, CorpusIterator, SkipCounts, visible_files
+from ._common import CorpusError, CorpusIterator, FolderListing, SkipCounts, list_folder
 from .images import GEOREF, iter_image_corpus
 from .satellite import iter_satellite_corpus
 from .text import content_id, iter_text_corpus
@@ -22,8 +22,10 @@ from .text import content_id, iter_text_corpus
 
 @dataclass(frozen=True)
 class Reader:
-    """A folder format: the corpus column it fills, ``stream(directory, source) -> CorpusIterator``
-    (``source``: the modality's ``source`` block, for options such as ``tile_px``) and the optional columns
+    """A folder format: the corpus column it fills, ``stream(directory, source, root) -> CorpusIterator``
+    (``source``: the modality's ``source`` block, for options such as ``tile_px``; ``root``: the data root, no
+    link outside it is followed; ``vectors``: a precomputed vector column to carry, text and image readers) and
+    the optional columns
     it may add, with their types (null where a row has none)."""
 
     content_column: str
@@ -32,10 +34,12 @@ class Reader:
 
 
 READERS = {
-    "text": Reader("text", lambda directory, source: iter_text_corpus(directory)),
-    "image": Reader("image", lambda directory, source: iter_image_corpus(directory)),
-    "satellite": Reader("image", lambda directory, source: iter_satellite_corpus(
-        directory, tile_px=source.tile_px, bands=source.bands), {"georef": GEOREF}),
+    "text": Reader("text", lambda directory, source, root, vectors=None: iter_text_corpus(
+        directory, root=root, vectors=vectors)),
+    "image": Reader("image", lambda directory, source, root, vectors=None: iter_image_corpus(
+        directory, root=root, vectors=vectors)),
+    "satellite": Reader("image", lambda directory, source, root, vectors=None: iter_satellite_corpus(
+        directory, tile_px=source.tile_px, bands=source.bands, root=root), {"georef": GEOREF}),
 }
 
 __all__ = [
@@ -43,11 +47,12 @@ __all__ = [
     "READERS",
     "CorpusError",
     "CorpusIterator",
+    "FolderListing",
     "Reader",
     "SkipCounts",
     "content_id",
     "iter_image_corpus",
     "iter_satellite_corpus",
     "iter_text_corpus",
-    "visible_files",
+    "list_folder",
 ]

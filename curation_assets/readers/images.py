@@ -1,12 +1,15 @@
 """Image corpus reader -> ``id: Utf8, image: Binary (encoded file bytes), label: Utf8 (nullable)`` batches.
 
-Sources (found recursively, hidden paths ignored, read in order of relative path):
+Sources (found recursively, hidden paths ignored, links outside the data root skipped and counted, other
+files counted by extension as ignored; read in order of relative path):
 
-(a) image files ``*.png``, ``*.jpg``, ``*.jpeg`` (any case): ``id`` = path relative to the directory (posix),
-    ``image`` = the raw file bytes (not decoded here), ``label`` = the parent folder relative to the directory
-    (e.g. ``"cats"``; null for images directly in the directory).
+(a) image files ``*.png``, ``*.jpg``, ``*.jpeg``, ``*.webp``, ``*.gif``, ``*.bmp`` (any case): ``id`` = path
+    relative to the directory (posix), ``image`` = the raw file bytes (not decoded here), ``label`` = the parent
+    folder relative to the directory (e.g. ``"cats"``; null for images directly in the directory).
 (b) ``*.parquet`` files with an ``image`` column of bytes -- or of Hugging Face ``datasets`` image structs
     ``{bytes, path}`` -- and optional ``id`` / ``label`` columns. Without ``id``: ``"<relpath>#<row>"``.
+(c) WebDataset shards ``*.tar`` (``.tar.gz`` too): ``key.jpg|jpeg|png|webp`` with an optional ``key.cls`` or
+    ``key.json`` label, streamed; ``id`` = ``<shard relpath>/<key>`` (see :mod:`.webdataset`).
 
 ``labels.csv`` (columns ``id,label``) directly in the directory overrides the label of every row whose id it
 lists; rows it does not list keep the label above. Its ids that match no row are counted in
@@ -27,26 +30,43 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
-from ._common import CorpusError, CorpusIterator, IdRegistry, SkipCounts, blank_to_null, discover, rebatch
+from ._common import (
+    CorpusError,
+    CorpusIterator,
+    IdRegistry,
+    SkipCounts,
+    VectorColumn,
+    blank_to_null,
+    discover,
+    rebatch,
+    suffix_reader,
+)
+from .webdataset import WEBDATASET_SUFFIXES, iter_webdataset_frames
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")
+LABELS_CSV = "labels.csv"
 _SCHEMA = {"id": pl.String, "image": pl.Binary, "label": pl.String}
 GEOREF = pl.Struct({"crs": pl.String, "x_min": pl.Float64, "y_min": pl.Float64, "x_max": pl.Float64,
                     "y_max": pl.Float64})
 """Where a tile lies: its bounds in the raster's coordinate reference system (an EPSG code when known)."""
 
 
-def iter_image_corpus(directory: Path, batch_rows: int = 2_000) -> CorpusIterator:
-    """Stream the image corpus under ``directory``; see the module docstring for the rules.
+def iter_image_corpus(directory: Path, batch_rows: int = 2_000, root: Path | None = None,
+                      vectors: str | None = None) -> CorpusIterator:
+    """Stream the image corpus under ``directory``; see the module docstring for the rules. ``root``: the
+    data root links are judged against (default: ``directory``); ``vectors``: a column of precomputed vectors
+    the Parquet files carry along (``readers._common.VectorColumn``).
 
     Returns a :class:`CorpusIterator` (``.skipped`` holds the skip counts after iteration).
     """
     return _iter_corpus(
         Path(directory),
         batch_rows,
-        IMAGE_SUFFIXES + (".parquet",),
-        "*.png/*.jpg/*.jpeg or *.parquet files",
+        IMAGE_SUFFIXES + (".parquet",) + WEBDATASET_SUFFIXES,
+        "*.png/*.jpg/*.jpeg/*.webp/*.gif/*.bmp, *.parquet or WebDataset *.tar files",
         {},
+        root,
+        vectors,
     )
 
 
@@ -60,21 +80,27 @@ def _iter_corpus(
     suffixes: tuple[str, ...],
     expected: str,
     raster_handlers: dict[str, RasterHandler],
+    root: Path | None = None,
+    vectors: str | None = None,
 ) -> CorpusIterator:
     """Shared by the image and satellite readers. ``raster_handlers``: suffix -> tiles of one raster file."""
-    files = discover(directory, suffixes, expected)
-    rels = [p.relative_to(directory).as_posix() for p in files]
-    folder = _ImageFolder(directory, batch_rows, raster_handlers)
-    return CorpusIterator(rels, lambda skipped: rebatch(folder.frames(files, rels, skipped), batch_rows))
+    listing = discover(directory, suffix_reader(suffixes), expected, root, also_read=(LABELS_CSV,))
+    files = listing.files
+    rels = [listing.rel(p) for p in files]
+    labels_csv = LABELS_CSV if LABELS_CSV not in listing.links_outside else None
+    column = VectorColumn(vectors) if vectors else None
+    folder = _ImageFolder(directory, batch_rows, raster_handlers, labels_csv, column)
+    return CorpusIterator(rels, lambda skipped: rebatch(folder.frames(files, rels, skipped), batch_rows), listing)
 
 
 class _ImageFolder:
     """One pass over an image folder: image files in batches, Parquet files and rasters as they come, ids
     checked for uniqueness across all of them, labels from the folder or ``labels.csv``."""
 
-    def __init__(self, directory: Path, batch_rows: int, raster_handlers: dict[str, RasterHandler]):
-        self.batch_rows, self.raster_handlers = batch_rows, raster_handlers
-        self.label_map = _read_labels_csv(directory)
+    def __init__(self, directory: Path, batch_rows: int, raster_handlers: dict[str, RasterHandler],
+                 labels_csv: str | None, vectors: VectorColumn | None = None):
+        self.batch_rows, self.raster_handlers, self.vectors = batch_rows, raster_handlers, vectors
+        self.label_map = _read_labels_csv(directory / labels_csv) if labels_csv else {}
         self.registry = IdRegistry()
         self.used_labels: set[str] = set()
 
@@ -82,6 +108,8 @@ class _ImageFolder:
         pending: list[tuple[str, Path]] = []  # image files awaiting a batch read
         for path, rel in zip(files, rels, strict=True):
             suffix = path.suffix.lower()
+            if self.vectors is not None and suffix != ".parquet":
+                self.vectors.require(rel, None)
             if suffix in IMAGE_SUFFIXES:
                 pending.append((rel, path))
                 if len(pending) >= self.batch_rows:
@@ -89,8 +117,10 @@ class _ImageFolder:
                 continue
             yield from self._image_files(pending, skipped)
             if suffix == ".parquet":
-                for df in _read_parquet(path, rel, self.batch_rows, self.registry, skipped):
+                for df in _read_parquet(path, rel, self.batch_rows, self.registry, skipped, self.vectors):
                     yield self._relabel(df)
+            elif path.name.lower().endswith(WEBDATASET_SUFFIXES):
+                yield from self._shard(path, rel, skipped)
             else:
                 yield from self._raster(path, rel, skipped)
         yield from self._image_files(pending, skipped)
@@ -116,6 +146,13 @@ class _ImageFolder:
         pending.clear()
         if ids:
             yield self._relabel(_frame(ids, blobs, labels))
+
+    def _shard(self, path: Path, rel: str, skipped: SkipCounts) -> Iterator[pl.DataFrame]:
+        """The samples of one WebDataset ``.tar`` shard (id = shard path / key), streamed."""
+        fidx = self.registry.file_index(rel)
+        for df in iter_webdataset_frames(path, rel, "image", self.batch_rows, skipped):
+            self.registry.check_unique(df["id"].to_list(), fidx, lambda k: rel)
+            yield self._relabel(df)
 
     def _raster(self, path: Path, rel: str, skipped: SkipCounts) -> Iterator[pl.DataFrame]:
         """The tiles of one raster file, ``batch_rows`` at a time, labelled by its folder or its own entry."""
@@ -150,8 +187,7 @@ def _folder_label(rel: str) -> str | None:
     return parent or None
 
 
-def _read_labels_csv(directory: Path) -> dict[str, str]:
-    path = directory / "labels.csv"
+def _read_labels_csv(path: Path) -> dict[str, str]:
     if not path.is_file():
         return {}
     try:
@@ -168,7 +204,8 @@ def _read_labels_csv(directory: Path) -> dict[str, str]:
 
 
 def _read_parquet(
-    path: Path, rel: str, batch_rows: int, registry: IdRegistry, skipped: SkipCounts
+    path: Path, rel: str, batch_rows: int, registry: IdRegistry, skipped: SkipCounts,
+    vectors: VectorColumn | None = None,
 ) -> Iterator[pl.DataFrame]:
     import pyarrow.parquet as pq
 
@@ -177,52 +214,64 @@ def _read_parquet(
     except Exception as e:
         raise CorpusError(f"{rel}: not a readable parquet file: {e}") from None
     schema = pf.schema_arrow
-    if "image" not in schema.names:
-        raise CorpusError(f"{rel}: no 'image' column (available columns: {schema.names})")
-    itype = schema.field("image").type
-    struct = pa.types.is_struct(itype)
-    if struct:
-        i = itype.get_field_index("bytes")
-        ok = i >= 0 and _is_binary(itype.field(i).type)
-    else:
-        ok = _is_binary(itype)
-    if not ok:
-        raise CorpusError(f"{rel}: column 'image' must hold encoded image bytes, found type {itype}")
+    struct = _image_column_is_struct(schema, rel)
     cols = [c for c in ("id", "image", "label") if c in schema.names]
+    if vectors is not None:
+        vectors.require(rel, schema.names)
+        cols.append(vectors.name)
     fidx = registry.file_index(rel)
     row0 = 0
     try:
-        batches = pf.iter_batches(batch_size=batch_rows, columns=cols)
-        for batch in batches:
-            df = pl.from_arrow(pa.Table.from_batches([batch]))
-            n = df.height
-            if struct:
-                df = df.with_columns(pl.col("image").struct.field("bytes").alias("image"))
-            df = df.with_columns(pl.col("image").cast(pl.Binary), pl.int_range(row0, row0 + n).alias("_row"))
-            if "id" in cols:
-                df = df.with_columns(pl.col("id").cast(pl.String))
-                bad = df.filter(pl.col("id").is_null() | (pl.col("id").str.len_bytes() == 0))
-                if bad.height:
-                    raise CorpusError(f"{rel}: row {bad['_row'][0]} has an empty id (column 'id' present)")
-            else:
-                df = df.with_columns((pl.lit(rel + "#") + pl.col("_row").cast(pl.String)).alias("id"))
-            if "label" in cols:
-                df = df.with_columns(pl.col("label").cast(pl.String)).with_columns(blank_to_null("label"))
-            else:
-                df = df.with_columns(pl.lit(None, dtype=pl.String).alias("label"))
-            keep = pl.col("image").is_not_null() & (pl.col("image").bin.size() > 0)
-            empty = df.filter(~keep)
-            if empty.height:
-                skipped.add("empty_image", empty.height, example=f"{rel} row {empty['_row'][0]}")
-                df = df.filter(keep)
+        for batch in pf.iter_batches(batch_size=batch_rows, columns=cols):
+            df = _canonical_batch(pl.from_arrow(pa.Table.from_batches([batch])), rel, row0, cols, struct, skipped)
             rows = df["_row"].to_list()
             registry.check_unique(df["id"].to_list(), fidx, lambda k, rows=rows: f"{rel} row {rows[k]}")
-            row0 += n
-            yield df.select(pl.col(c).cast(t) for c, t in _SCHEMA.items())
+            row0 += batch.num_rows
+            if vectors is not None:
+                df = vectors.checked(df, lambda k, rows=rows: f"{rel} row {rows[k]}")
+            yield df.select(*(pl.col(c).cast(t) for c, t in _SCHEMA.items()), *([vectors.name] if vectors else []))
     except CorpusError:
         raise
     except Exception as e:
         raise CorpusError(f"{rel}: error while reading parquet: {e}") from None
+
+
+def _image_column_is_struct(schema: pa.Schema, rel: str) -> bool:
+    """Whether the ``image`` column holds ``{bytes, path}`` structs (else bytes); an error for anything else."""
+    if "image" not in schema.names:
+        raise CorpusError(f"{rel}: no 'image' column (available columns: {schema.names})")
+    itype = schema.field("image").type
+    struct = pa.types.is_struct(itype)
+    i = itype.get_field_index("bytes") if struct else -1
+    if not (_is_binary(itype.field(i).type) if struct and i >= 0 else not struct and _is_binary(itype)):
+        raise CorpusError(f"{rel}: column 'image' must hold encoded image bytes, found type {itype}")
+    return struct
+
+
+def _canonical_batch(df: pl.DataFrame, rel: str, row0: int, cols: list[str], struct: bool,
+                     skipped: SkipCounts) -> pl.DataFrame:
+    """One Parquet batch as id, image bytes, label (and ``_row``): ids checked or made, empty images skipped."""
+    n = df.height
+    if struct:
+        df = df.with_columns(pl.col("image").struct.field("bytes").alias("image"))
+    df = df.with_columns(pl.col("image").cast(pl.Binary), pl.int_range(row0, row0 + n).alias("_row"))
+    if "id" in cols:
+        df = df.with_columns(pl.col("id").cast(pl.String))
+        bad = df.filter(pl.col("id").is_null() | (pl.col("id").str.len_bytes() == 0))
+        if bad.height:
+            raise CorpusError(f"{rel}: row {bad['_row'][0]} has an empty id (column 'id' present)")
+    else:
+        df = df.with_columns((pl.lit(rel + "#") + pl.col("_row").cast(pl.String)).alias("id"))
+    if "label" in cols:
+        df = df.with_columns(pl.col("label").cast(pl.String)).with_columns(blank_to_null("label"))
+    else:
+        df = df.with_columns(pl.lit(None, dtype=pl.String).alias("label"))
+    keep = pl.col("image").is_not_null() & (pl.col("image").bin.size() > 0)
+    empty = df.filter(~keep)
+    if empty.height:
+        skipped.add("empty_image", empty.height, example=f"{rel} row {empty['_row'][0]}")
+        df = df.filter(keep)
+    return df
 
 
 def _is_binary(t: pa.DataType) -> bool:

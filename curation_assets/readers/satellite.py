@@ -41,6 +41,7 @@ def iter_satellite_corpus(
     tile_px: int = 64,
     bands: tuple[int, int, int] | None = None,
     batch_rows: int = 2_000,
+    root: Path | None = None,
 ) -> CorpusIterator:
     """Stream the satellite corpus under ``directory`` as ``id, image (PNG/JPEG bytes), label`` DataFrames.
 
@@ -60,8 +61,9 @@ def iter_satellite_corpus(
         Path(directory),
         batch_rows,
         IMAGE_SUFFIXES + TIFF_SUFFIXES + (".parquet",),
-        "*.tif/*.tiff GeoTIFFs, *.png/*.jpg/*.jpeg tiles or image *.parquet files",
+        "*.tif/*.tiff GeoTIFFs, *.png/*.jpg/*.jpeg/*.webp tiles or image *.parquet files",
         {s: handle for s in TIFF_SUFFIXES},
+        root,
     )
 
 

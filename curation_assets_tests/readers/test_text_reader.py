@@ -42,7 +42,7 @@ def test_mixed_formats_schema_order_and_skips(tmp_path: Path) -> None:
     # parquet "  ", jsonl "" and null, csv empty field; the repeated "gamma" is an exact duplicate
     assert dict(it.skipped) == {"empty_text": 4, "duplicate_text": 1}
     assert it.rows == 7
-    assert "b.jsonl row 1" in it.skipped.examples["empty_text"]
+    assert "b.jsonl line 3" in it.skipped.examples["empty_text"]
 
 
 def test_batches_are_streamed(tmp_path: Path) -> None:
@@ -93,7 +93,7 @@ def test_non_utf8_names_file_offset_and_line(tmp_path: Path, name: str) -> None:
 def test_duplicate_explicit_ids_name_both_files(tmp_path: Path) -> None:
     pl.DataFrame({"id": ["a", "b"], "text": ["x", "y"]}).write_parquet(tmp_path / "one.parquet")
     (tmp_path / "two.jsonl").write_text('{"id": "c", "text": "z"}\n{"id": "b", "text": "w"}\n')
-    with pytest.raises(CorpusError, match=r"duplicate id 'b'.*one\.parquet.*two\.jsonl row 1"):
+    with pytest.raises(CorpusError, match=r"duplicate id .b.*one\.parquet.*two\.jsonl line 2"):
         list(iter_text_corpus(tmp_path))
 
 
@@ -105,7 +105,7 @@ def test_duplicate_ids_within_a_file(tmp_path: Path) -> None:
 
 def test_empty_explicit_id_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "a.jsonl").write_text('{"id": "1", "text": "x"}\n{"id": null, "text": "y"}\n')
-    with pytest.raises(CorpusError, match=r"a\.jsonl.*row 1.*empty id"):
+    with pytest.raises(CorpusError, match=r"a\.jsonl line 2 has an empty id"):
         list(iter_text_corpus(tmp_path))
 
 

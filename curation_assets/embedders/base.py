@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from curation_assets.core.kmeans import resolve_device
+from curation_assets.core.devices import resolve_device
 
 Progress = Callable[[int, int], None]
 
@@ -37,10 +40,46 @@ class EmbedResult:
 
 @runtime_checkable
 class Embedder(Protocol):
-    name: str  # stable identity for caching: model + options that change the vectors
+    """What the ``embeddings`` step needs of a model.
+
+    - ``name``: a readable model name for the metadata.
+    - ``identity``: everything that decides the vectors (weights content or version, preprocessing, pooling,
+      device class), as a string; the content cache of embeddings is keyed by it. It must be cheap and must not
+      load the model (a run whose rows are all cached loads nothing).
+    - ``dim``: the vector length (may load the model).
+    - ``embed(items)``: a row's vector must not depend on its batch-mates (tested bitwise): batches have a
+      fixed shape, padded with copies, so the same content always gives the same bytes.
+    - optional: ``load_model()`` loads the weights now (``embed`` does it on first use; the step times it apart);
+      ``cache_vectors = False`` keeps the vectors out of the content cache; ``input_column`` names the corpus
+      column to embed when it is not the content (precomputed vectors).
+    """
+
+    name: str
+    identity: str
     dim: int
 
     def embed(self, items: Sequence, progress: Progress | None = None) -> EmbedResult: ...
+
+
+def directory_digest(path: Path) -> str:
+    """A content hash of a model directory (every file's relative path and bytes), for ``identity``; memoised
+    per process by (path, sizes, modification times), so hashing large weights costs once."""
+    path = Path(path).expanduser().resolve()
+    files = sorted(p for p in path.rglob("*") if p.is_file() and not any(x.startswith(".") for x in
+                                                                           p.relative_to(path).parts))
+    stamp = tuple((p.relative_to(path).as_posix(), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    return _digest_files(str(path), stamp)
+
+
+@functools.lru_cache(maxsize=32)
+def _digest_files(root: str, stamp: tuple) -> str:
+    h = hashlib.sha256()
+    for rel, size, _ in stamp:
+        h.update(f"{rel}\0{size}\0".encode())
+        with open(Path(root) / rel, "rb") as f:
+            while chunk := f.read(1 << 22):
+                h.update(chunk)
+    return h.hexdigest()[:16]
 
 
 _THREADS_SET = False

@@ -18,6 +18,7 @@ from .base import (
     Progress,
     configure_torch_threads,
     default_batch_size,
+    directory_digest,
     torch_device,
 )
 
@@ -70,7 +71,14 @@ class EfficientNetLite0Embedder:
         )
         self._model: Any = None
 
-    def _load(self) -> Any:
+    @property
+    def identity(self) -> str:
+        """The weights file's content, the input size, the fixed batch shape and the device class."""
+        digest = directory_digest(_weights_path().parent)
+        device_class = "cpu" if self.device == "cpu" else "cuda"
+        return f"efficientnet-lite0|{digest}|size{self.image_size}|batch{self.batch_size}|gap|{device_class}"
+
+    def load_model(self) -> Any:
         if self._model is not None:
             return self._model
         configure_torch_threads()
@@ -104,7 +112,7 @@ class EfficientNetLite0Embedder:
     def embed(self, items: Sequence, progress: Progress | None = None) -> EmbedResult:
         import torch
 
-        model = self._load()
+        model = self.load_model()
         n = len(items)
         failed: list[tuple[int, str]] = []
         chunks: list[np.ndarray] = []

@@ -12,9 +12,10 @@ from .base import EmbedResult, Progress
 class PointEmbedder:
     """Items are coordinate sequences (``[x, y]``); their vectors are the coordinates, not normalised."""
 
-    name = "identity (points)"
+    name = identity = "identity (points)"
     reader = None  # points come from a generated source, not from a folder
     dedup_threshold = 0.99
+    cache_vectors = False  # the points are their vectors: nothing to cache
 
     @classmethod
     def from_config(cls, cfg, device: str, batch_size: int | None) -> PointEmbedder:

@@ -20,9 +20,11 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 
 from curation_assets.config import ExecutionConfig
-from curation_assets.core.kmeans import Metric, assign
+from curation_assets.core.assignment import Metric
+from curation_assets.core.clustering import assign
 
 RAY_SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
@@ -32,14 +34,26 @@ def task_ranges(n_rows: int, task_rows: int) -> list[tuple[int, int]]:
     return [(start, min(start + task_rows, n_rows)) for start in range(0, n_rows, task_rows)]
 
 
-def read_items(corpus_path, column: str, start: int, stop: int) -> list:
-    """The ``column`` values of corpus rows ``start:stop`` (only the row groups holding them are read)."""
-    return pl.scan_parquet(corpus_path).select(column).slice(start, stop - start).collect()[column].to_list()
+def read_items(corpus_path, column: str, rows: np.ndarray) -> list:
+    """The ``column`` values of the corpus rows ``rows`` (sorted), reading only the row groups holding them."""
+    parquet = pq.ParquetFile(corpus_path)
+    ends = np.cumsum([parquet.metadata.row_group(g).num_rows for g in range(parquet.num_row_groups)])
+    group_of = np.searchsorted(ends, rows, side="right")
+    items: list = []
+    for g in np.unique(group_of):
+        local = rows[group_of == g] - (ends[g - 1] if g else 0)
+        items += pl.from_arrow(parquet.read_row_group(int(g), columns=[column]))[column].gather(local).to_list()
+    return items
 
 
-def embed_rows(model, corpus_path, column: str, start: int, stop: int):
-    """One embedding task: corpus rows ``start:stop`` through ``model`` (an ``EmbedResult``)."""
-    return model.embed(read_items(corpus_path, column, start, stop))
+def embed_rows(model, corpus_path, column: str, rows: np.ndarray):
+    """One embedding task: the corpus rows ``rows`` through ``model`` (an ``EmbedResult``)."""
+    return model.embed(read_items(corpus_path, column, rows))
+
+
+def row_tasks(rows: np.ndarray, task_rows: int) -> list[np.ndarray]:
+    """The rows to embed (sorted corpus row numbers) cut into tasks of at most ``task_rows`` rows."""
+    return [rows[start : start + task_rows] for start in range(0, len(rows), task_rows)]
 
 
 def assign_rows(X, centroids: np.ndarray, metric: Metric, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
@@ -73,12 +87,15 @@ class InProcessBackend(TaskCounter):
         self.worker = f"local:{os.getpid()}"
         self.reset_stats()
 
-    def embed(self, factory: Callable, corpus_path, column: str, n_rows: int) -> Iterator[tuple[int, int, object]]:
-        """``(start, stop, EmbedResult)`` of every embedding task, in row order."""
-        model = factory()
-        for start, stop in task_ranges(n_rows, self.embed_task_rows):
+    def embed(self, factory: Callable, corpus_path, column: str,
+              rows: np.ndarray) -> Iterator[tuple[np.ndarray, object]]:
+        """``(task rows, EmbedResult)`` of every embedding task over the corpus rows ``rows``, in row order; the
+        model is built only when there is a row to embed."""
+        tasks = row_tasks(rows, self.embed_task_rows)
+        model = factory() if tasks else None
+        for task in tasks:
             self._count(self.worker)
-            yield start, stop, embed_rows(model, corpus_path, column, start, stop)
+            yield task, embed_rows(model, corpus_path, column, task)
 
     def assign(self, X, centroids: np.ndarray, metric: Metric) -> tuple[np.ndarray, np.ndarray]:
         """The core's ``Assigner``: the same tasks as every backend, run here on the configured device."""
@@ -109,4 +126,5 @@ def make_backend(cfg: ExecutionConfig):
     return _cached_backend(cfg.model_dump_json())
 
 
-__all__ = ["InProcessBackend", "TaskCounter", "assign_rows", "embed_rows", "make_backend", "read_items", "task_ranges"]
+__all__ = ["InProcessBackend", "TaskCounter", "assign_rows", "embed_rows", "make_backend", "read_items", "row_tasks",
+           "task_ranges"]

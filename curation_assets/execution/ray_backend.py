@@ -21,8 +21,8 @@ from ray.util import ActorPool  # noqa: E402
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy  # noqa: E402
 
 from curation_assets.config import RayConfig  # noqa: E402
-from curation_assets.core.kmeans import Metric  # noqa: E402
-from curation_assets.execution import TaskCounter, assign_rows, embed_rows, task_ranges  # noqa: E402
+from curation_assets.core.assignment import Metric  # noqa: E402
+from curation_assets.execution import TaskCounter, assign_rows, embed_rows, row_tasks, task_ranges  # noqa: E402
 
 TASKS_IN_FLIGHT_PER_CPU = 2  # assignment tasks queued per cluster CPU (bounds the object store's use)
 
@@ -44,11 +44,14 @@ class EmbedWorker:
         configure_torch_threads(threads)
         self.model = factory()
 
-    def embed(self, corpus_path: str, column: str, start: int, stop: int):
-        return embed_rows(self.model, corpus_path, column, start, stop), ray_worker_id()
+    def embed(self, corpus_path: str, column: str, rows: np.ndarray):
+        return embed_rows(self.model, corpus_path, column, rows), ray_worker_id()
 
 
-@ray.remote
+TASK_RETRIES = 3  # a task whose worker dies (killed, out of memory, node lost) is run again, elsewhere if need be
+
+
+@ray.remote(max_retries=TASK_RETRIES)
 def _assign_task(X, centroids: np.ndarray, metric: Metric, start: int, stop: int):
     labels, dists = assign_rows(X, centroids, metric, start, stop)
     return labels, dists, ray_worker_id()
@@ -106,22 +109,25 @@ class RayBackend(TaskCounter):
                 "ray_nodes": sum(1 for n in ray.nodes() if n["Alive"]), "ray_cpus": self.cluster_cpus()}
 
     # -- the two passes --------------------------------------------------------------------------------
-    def embed(self, factory: Callable, corpus_path, column: str, n_rows: int) -> Iterator[tuple[int, int, object]]:
-        """``(start, stop, EmbedResult)`` of every embedding task, in row order, from a pool of actors."""
-        ranges = task_ranges(n_rows, self.embed_task_rows)
-        if not ranges:
+    def embed(self, factory: Callable, corpus_path, column: str,
+              rows: np.ndarray) -> Iterator[tuple[np.ndarray, object]]:
+        """``(task rows, EmbedResult)`` of every embedding task, in row order, from a pool of actors (the driver
+        consulted the embedding cache first: only the rows it lacks come here)."""
+        tasks = row_tasks(rows, self.embed_task_rows)
+        if not tasks:
             return
         self.check_storage(corpus_path)
         per_actor = self.cfg.cpus_per_embed_actor
-        n_actors = min(len(ranges), self.cfg.embed_actors or max(1, int(self.cluster_cpus() // per_actor)))
-        actor_cls = ray.remote(EmbedWorker).options(num_cpus=per_actor)
+        n_actors = min(len(tasks), self.cfg.embed_actors or max(1, int(self.cluster_cpus() // per_actor)))
+        actor_cls = ray.remote(EmbedWorker).options(num_cpus=per_actor, max_restarts=TASK_RETRIES,
+                                                    max_task_retries=TASK_RETRIES)
         actors = [actor_cls.remote(factory, max(1, int(per_actor))) for _ in range(n_actors)]
         try:
-            results = ActorPool(actors).map(
-                lambda actor, r: actor.embed.remote(str(corpus_path), column, r[0], r[1]), ranges)
-            for (start, stop), (result, worker) in zip(ranges, results, strict=True):
+            results = ActorPool(actors).map(lambda actor, task: actor.embed.remote(str(corpus_path), column, task),
+                                            tasks)
+            for task, (result, worker) in zip(tasks, results, strict=True):
                 self._count(worker)
-                yield start, stop, result
+                yield task, result
         finally:
             for actor in actors:
                 ray.kill(actor)

@@ -8,7 +8,14 @@ import pytest
 from curation_assets.config import ExecutionConfig
 from curation_assets.core import assign
 from curation_assets.embedders import EmbedResult
-from curation_assets.execution import InProcessBackend, _cached_backend, make_backend, read_items, task_ranges
+from curation_assets.execution import (
+    InProcessBackend,
+    _cached_backend,
+    make_backend,
+    read_items,
+    row_tasks,
+    task_ranges,
+)
 
 
 def test_task_ranges_cover_every_row_once():
@@ -17,11 +24,12 @@ def test_task_ranges_cover_every_row_once():
     assert task_ranges(25, 10) == [(0, 10), (10, 20), (20, 25)]
 
 
-def test_read_items_reads_exactly_the_range(tmp_path):
+def test_read_items_reads_exactly_the_rows(tmp_path):
     path = tmp_path / "corpus.parquet"
     pl.DataFrame({"text": [f"row {i}" for i in range(1000)]}).write_parquet(path, row_group_size=128)
-    assert read_items(path, "text", 250, 260) == [f"row {i}" for i in range(250, 260)]
-    assert read_items(path, "text", 990, 1000)[-1] == "row 999"
+    assert read_items(path, "text", np.arange(250, 260)) == [f"row {i}" for i in range(250, 260)]
+    assert read_items(path, "text", np.array([3, 127, 128, 999])) == ["row 3", "row 127", "row 128", "row 999"]
+    assert [len(t) for t in row_tasks(np.arange(25), 10)] == [10, 10, 5]
 
 
 class RecordingEmbedder:
@@ -41,11 +49,21 @@ def test_in_process_embedding_runs_the_tasks_in_row_order(tmp_path):
     pl.DataFrame({"text": [f"t{i}" if i != 7 else "" for i in range(23)]}).write_parquet(path)
     model = RecordingEmbedder()
     backend = InProcessBackend(embed_task_rows=10, assign_task_rows=100)
-    out = list(backend.embed(lambda: model, path, "text", 23))
-    assert [(a, b) for a, b, _ in out] == [(0, 10), (10, 20), (20, 23)]
+    out = list(backend.embed(lambda: model, path, "text", np.arange(23)))
+    assert [(rows[0], rows[-1]) for rows, _ in out] == [(0, 9), (10, 19), (20, 22)]
     assert model.batches[2] == ["t20", "t21", "t22"]
-    assert out[0][2].failed == [(7, "empty")]
+    assert out[0][1].failed == [(7, "empty")]
     assert backend.run_summary()["tasks"] == 3
+    only = list(backend.embed(lambda: model, path, "text", np.array([2, 21])))  # only the rows the cache lacks
+    assert model.batches[-1] == ["t2", "t21"] and len(only) == 1
+
+
+def test_nothing_to_embed_builds_no_model(tmp_path):
+    def factory():
+        raise AssertionError("the model was built")
+
+    backend = InProcessBackend(embed_task_rows=10, assign_task_rows=100)
+    assert list(backend.embed(factory, tmp_path / "unused.parquet", "text", np.arange(0))) == []
 
 
 def test_in_process_assignment_is_the_core_assignment_in_tasks():

@@ -60,3 +60,36 @@ def test_a_path_no_node_can_see_is_refused_before_any_task(tmp_path, ray_backend
 
     with pytest.raises(SharedStorageError, match="same path"):
         ray_backend.check_storage(tmp_path / "not-shared" / "corpus.parquet")
+
+
+def test_a_worker_killed_in_the_middle_of_a_level_is_retried_with_the_same_result(tmp_path, ray_backend):
+    """SIGKILL a Ray worker process while it runs an assignment task: Ray reruns the task and the level is the
+    same as in-process."""
+    import signal
+    import subprocess
+    import threading
+    import time
+
+    X = np.random.default_rng(4).standard_normal((60_000, 32)).astype(np.float32)
+    spec = LevelSpec(60, resampling_steps=6, sample_size=10)
+    killed: list[int] = []
+
+    def kill_one_assignment_worker():
+        deadline = time.time() + 120
+        while not killed and time.time() < deadline:
+            ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+            busy = [int(line.split()[0]) for line in ps.splitlines() if "ray::_assign_task" in line]
+            if busy:
+                os.kill(busy[0], signal.SIGKILL)
+                killed.append(busy[0])
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_one_assignment_worker, daemon=True)
+    killer.start()
+    through_ray = fit_level(X, spec, seed=2, metric="l2", assigner=ray_backend.assign)
+    killer.join()
+    local = fit_level(X, spec, seed=2, metric="l2",
+                      assigner=InProcessBackend(embed_task_rows=100, assign_task_rows=300).assign)
+    assert killed, "no assignment task was running to be killed"
+    np.testing.assert_array_equal(through_ray.assignment, local.assignment)
+    np.testing.assert_array_equal(through_ray.centroids, local.centroids)

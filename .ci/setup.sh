@@ -9,11 +9,14 @@ PYTHON="${PYTHON:-python3}"
 .venv/bin/python -m pip install -q "torch==2.13.0"
 .venv/bin/python -m pip install -q -e ".[test]"
 mkdir -p .dagster_home
-[ -f .dagster_home/dagster.yaml ] || cat > .dagster_home/dagster.yaml <<'YAML'
+grep -qs python_log_level .dagster_home/dagster.yaml || cat > .dagster_home/dagster.yaml <<'YAML'
 # Project-local Dagster instance: run history and asset status in embedded SQLite under .dagster_home/
 telemetry:
   enabled: false
 nux:
   enabled: false
+# The console of a CLI run shows INFO and above (progress, reuse, warnings); DEBUG adds Dagster's step events.
+python_logs:
+  python_log_level: INFO
 YAML
 echo "setup done: .venv ready, DAGSTER_HOME=$(pwd)/.dagster_home"

@@ -41,12 +41,20 @@ class SourceConfig(_Strict):
     folder (or ``path``, relative to the data root). ``demo``: the bundled corpus named ``demo``
     (default: the modality's name). ``simulated``: the paper's 2-D mixture. ``reader`` picks how files
     are read (default: the embedder's own reader).
+
+    ``demo_items`` sizes the bundled demo only (a stratified sample); it never touches a user's files.
+    ``max_items`` caps any source, a user's folder included, and only when set: the rows kept are a seeded
+    uniform sample (the ``max_items`` smallest hashes of (seed, id), so a growing folder keeps its earlier
+    picks), never the first rows in file order; the dropped rows are counted in the metadata and the log.
+    Once a partition has published a user's files, ``auto`` refuses to fall back to the demo when the
+    folder disappears (set ``kind: demo`` to switch on purpose).
     """
 
     kind: Literal["auto", "files", "demo", "simulated"] = "auto"
     path: str | None = None
     reader: str | None = None
     demo: str | None = None
+    demo_items: int | None = Field(default=None, gt=0)
     max_items: int | None = Field(default=None, gt=0)
     tile_px: int = Field(default=30, gt=3)
     bands: tuple[int, int, int] | None = None
@@ -62,14 +70,24 @@ class SourceConfig(_Strict):
 
 
 class EmbedderConfig(_Strict):
-    """Which model turns items into vectors (``points`` for the 2-D simulated points)."""
+    """Which model turns items into vectors (``points`` for the 2-D simulated points).
+
+    A user's own model (``transformers``, ``transformers_image``, ``timm``, ``open_clip``, ``open_clip_text``):
+    ``model`` is its local directory (or a hub id already in the local Hugging Face cache); its preprocessing
+    is the model's own (``image_size`` is EfficientNet-Lite0's alone). ``pooling`` (transformers kinds):
+    ``mean``, ``cls`` or ``pooler``, default the model's projection for CLIP-like dual encoders, else ``mean``
+    for text and ``cls`` for images; ``max_length`` (``transformers``): tokens per text, default the model's.
+    """
 
     kind: str
     model: str | None = None
-    batch_size: int | None = Field(default=None, gt=0)  # None: 512 on a GPU, 64 on a CPU
+    batch_size: int | None = Field(default=None, gt=0)  # None: 512 on a GPU, 64 on a CPU (16 texts for user models)
     image_size: int = Field(default=224, ge=32)
     device: str = "auto"  # auto: a CUDA GPU when torch sees one, else the CPU; or cpu, cuda, cuda:N
     storage_dtype: Literal["float32", "float16"] = "float32"  # float16 halves the shards' disk and page cache
+    pooling: Literal["mean", "cls", "pooler"] | None = None
+    max_length: int | None = Field(default=None, gt=0)
+    column: str | None = None  # precomputed: the corpus column holding the vectors (default "embedding")
 
     @field_validator("kind")
     @classmethod
@@ -79,6 +97,16 @@ class EmbedderConfig(_Strict):
         if value not in EMBEDDERS:
             raise ValueError(f"unknown embedder kind {value!r}; known: {sorted(EMBEDDERS)}")
         return value
+
+    @model_validator(mode="after")
+    def _options_of_the_kind(self):
+        from curation_assets.embedders import EMBEDDERS
+
+        accepted = getattr(EMBEDDERS[self.kind], "config_options", frozenset())
+        unused = [f for f in ("pooling", "max_length", "column") if getattr(self, f) is not None and f not in accepted]
+        if unused:
+            raise ValueError(f"embedder kind {self.kind!r} does not use {', '.join(unused)}")
+        return self
 
 
 class SamplingConfig(_Strict):
@@ -115,11 +143,17 @@ class DedupConfig(_Strict):
 class BenchmarkConfig(_Strict):
     """How ``benchmark_scores`` judges the published subset.
 
-    ``seeds``: seeds of the baselines. The probes are tested on an evaluation split of the labelled pool
-    rows drawn here only: per class at most ``test_per_class`` rows and at most ``test_max_share`` of the
-    class (a class of fewer than 1 / ``test_max_share`` rows gives none); curation still sees every row.
+    ``study``: ``quick`` (default) scores the published subset against random samples, other draws of the
+    published tree and the label oracle, at a fraction of curation's cost; ``full`` also refits the
+    baselines (1-level k-means, the hierarchy without resampling, the configured method per seed) and
+    scores the whole pool. ``seeds``: seeds of the baselines. ``paper_2d_table``: the simulated partition
+    also reproduces the paper's 2-D KL table (refits of 4 configurations per seed). The probes are tested
+    on an evaluation split of the labelled pool rows drawn here only: per class at most ``test_per_class``
+    rows and at most ``test_max_share`` of the class (a class of fewer than 1 / ``test_max_share`` rows
+    gives none); curation still sees every row.
     """
 
+    study: Literal["quick", "full"] = "quick"
     seeds: list[int] = Field(default=[0, 1, 2], min_length=1)
     paper_2d_table: bool = True
     test_per_class: int = Field(default=40, ge=0)
@@ -127,7 +161,20 @@ class BenchmarkConfig(_Strict):
 
 
 class ExportConfig(_Strict):
-    """The ``curated_dataset``: Parquet shards of at most ``shard_rows`` rows and about ``shard_mb`` MB."""
+    """The ``curated_dataset``: Parquet shards of at most ``shard_rows`` rows and about ``shard_mb`` MB, and the
+    ``license`` written into its card (default: none given, the card asks to fill in the source's). ``formats``:
+    ``parquet`` (Hugging Face ``datasets`` reads it) and optionally ``webdataset`` (the same rows as ``.tar``
+    shards that ``webdataset.WebDataset`` reads)."""
+
+    license: str | None = None
+    formats: list[Literal["parquet", "webdataset"]] = Field(default=["parquet"], min_length=1)
+
+    @field_validator("formats")
+    @classmethod
+    def _parquet_always(cls, value):
+        if "parquet" not in value:
+            raise ValueError("the Parquet shards are always written: formats: [parquet] or [parquet, webdataset]")
+        return value
 
     shard_rows: int = Field(default=100_000, gt=0)
     shard_mb: float = Field(default=256.0, gt=0)
@@ -143,6 +190,20 @@ class ModalityConfig(_Strict):
     benchmark: BenchmarkConfig = BenchmarkConfig()
     export: ExportConfig = ExportConfig()
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _what_the_embedder_cannot_say(self):
+        """A model whose similarity scale is the user's (precomputed vectors, a user's model) needs the
+        near-duplicate threshold, and precomputed vectors a metric, said in the YAML."""
+        from curation_assets.embedders import EMBEDDERS
+
+        embedder = EMBEDDERS[self.embedder.kind]
+        if self.dedup.enabled and self.dedup.threshold is None and embedder.dedup_threshold is None:
+            raise ValueError(f"embedder kind {self.embedder.kind!r} has no known similarity scale: set "
+                             "dedup.threshold (cosine at which two items are copies), or dedup.enabled: false")
+        if self.embedder.kind == "precomputed" and "metric" not in self.model_fields_set:
+            raise ValueError("precomputed embeddings need metric: cosine or l2 (how your vectors compare)")
+        return self
 
 
 class RayConfig(_Strict):
@@ -179,9 +240,29 @@ class ExecutionConfig(_Strict):
     assign_task_rows: int = Field(default=65_536, gt=0)
 
 
+class EmbeddingCacheConfig(_Strict):
+    """The content-addressed cache of embeddings under ``<root>/_cache/embeddings/`` (README, "Growing
+    corpora"): a row whose content was embedded before by the same model is never embedded again.
+    ``max_unused_rows``: rows no published ``embeddings`` artefact uses that the cache keeps (the most
+    recent ones; say 0 to keep only what is in use)."""
+
+    enabled: bool = True
+    max_unused_rows: int = Field(default=100_000, ge=0)
+
+
 class CurationConfig(_Strict):
     modalities: dict[str, ModalityConfig] = Field(min_length=1)
     execution: ExecutionConfig = ExecutionConfig()
+    embedding_cache: EmbeddingCacheConfig = EmbeddingCacheConfig()
+
+    @field_validator("modalities")
+    @classmethod
+    def _safe_names(cls, value):
+        from curation_assets.store.layout import check_modality_name
+
+        for name in value:
+            check_modality_name(name)
+        return value
 
     @property
     def max_levels(self) -> int:

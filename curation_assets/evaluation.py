@@ -1,15 +1,20 @@
 """Does curation work? The published subset against baselines of the same size, and the metrics that judge them.
 
-Methods, all drawn from the whole pool (curation never sees a label):
-``published`` (the rows of ``subset.parquet``), ``random``, ``kmeans`` (1 level + balanced sampling),
-``hierarchical`` (the configured levels without resampling), ``hierarchical_resampled`` (the configured
-method recomputed in memory, per seed), ``full`` (the pool) and the label-aware reference
-``oracle_balanced``. Labels serve here only: balance of a selection's labelled rows, and probes trained
-on a selection minus an evaluation split (at most a modest share of each class) and tested on that split.
+Methods, all drawn from the whole pool (curation never sees a label). The quick study (the default) costs
+a fraction of curation: ``published`` (the rows of ``subset.parquet``), ``random``, ``redraw`` (the
+published tree, already fitted, sampled again with other seeds: the spread of the final draw) and the
+label-aware reference ``oracle_balanced``. The full study adds the refits: ``kmeans`` (1 level + balanced
+sampling), ``hierarchical`` (the configured levels without resampling), ``hierarchical_resampled`` (the
+configured method refitted per seed) and ``full`` (the pool). With ``multiplier`` M > 1 every baseline may
+take a row up to M times too (drawn without replacement from the pool repeated M times).
+
+Labels serve here only: balance of a selection's labelled rows, and probes trained on a selection minus an
+evaluation split (at most a modest share of each class) and tested on that split.
 """
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -28,7 +33,9 @@ from curation_assets.core import (
 )
 
 PUBLISHED = "published"
-METHODS = ("random", "kmeans", "hierarchical", "hierarchical_resampled", "full")
+QUICK_METHODS = ("random", "redraw")
+REFIT_METHODS = ("kmeans", "hierarchical", "hierarchical_resampled", "full")
+METHODS = QUICK_METHODS + REFIT_METHODS
 ORACLE = "oracle_balanced"  # uses labels: a reference row, never a curation method
 GAIN_METRICS = ("normalized_entropy", "linear_balanced_accuracy")
 PAPER_2D = {"kmeans_300": 0.340, "2_level_1500_300": 0.132, "3_level_3000_1000_300": 0.081,
@@ -77,13 +84,23 @@ def evaluation_split(labels: np.ndarray, per_class: int, max_share: float, seed:
     return test
 
 
-def oracle_balanced(labels: np.ndarray, target: int, seed: int) -> np.ndarray:
-    """Label-stratified sample of labelled rows: classes as equal as their sizes allow (water-filling)."""
+def repeated_choice(rows: np.ndarray, size: int, multiplier: int, rng: np.random.Generator) -> np.ndarray:
+    """``size`` of ``rows`` drawn uniformly without replacement from ``rows`` repeated ``multiplier`` times
+    (each row at most ``multiplier`` times, like a subset drawn with that multiplier)."""
+    return rows[rng.choice(len(rows) * multiplier, size=size, replace=False) % len(rows)]
+
+
+def random_selection(n: int, target: int, seed: int, multiplier: int = 1) -> np.ndarray:
+    return np.sort(repeated_choice(np.arange(n), target, multiplier, np.random.default_rng(seed)))
+
+
+def oracle_balanced(labels: np.ndarray, target: int, seed: int, multiplier: int = 1) -> np.ndarray:
+    """Label-stratified sample of labelled rows: classes as equal as their sizes (× ``multiplier``) allow."""
     rng = np.random.default_rng(seed)
     rows = np.flatnonzero([v is not None for v in labels])
     classes, inverse = np.unique(np.asarray(labels[rows]).astype(str), return_inverse=True)
-    budget = balanced_budget(np.bincount(inverse), min(target, len(rows)), rng)
-    picks = [rng.choice(rows[inverse == c], size=int(b), replace=False) for c, b in enumerate(budget) if b]
+    budget = balanced_budget(multiplier * np.bincount(inverse), min(target, multiplier * len(rows)), rng)
+    picks = [repeated_choice(rows[inverse == c], int(b), multiplier, rng) for c, b in enumerate(budget) if b]
     return np.sort(np.concatenate(picks))
 
 
@@ -107,28 +124,38 @@ class Curation:
     strategy: str = "random"
     alpha: float = 0.0
     multiplier: int = 1
+    seed: int = 0  # the sampling seed of the published draw
 
-    def select(self, method: str, task: Task, target: int, seed: int) -> np.ndarray:
-        """Pool row indices a method selects for one seed."""
+    def draw(self, tree: HierarchicalClustering, target: int, seed: int) -> np.ndarray:
+        """The balanced sampling of ``tree`` with this curation's settings and ``seed``."""
+        return hierarchical_sampling(tree, target, strategy=self.strategy, multiplier=self.multiplier, seed=seed,
+                                     alpha=self.alpha)
+
+    def select(self, method: str, task: Task, target: int, seed: int,
+               tree: HierarchicalClustering | None = None) -> np.ndarray:
+        """Pool row indices a method selects for one seed (``redraw`` samples ``tree``, the published one)."""
         if method == "full":
             return np.arange(len(task.X))
         if method == ORACLE:
-            return oracle_balanced(task.labels, target, seed)
+            return oracle_balanced(task.labels, target, seed, self.multiplier)
         if method == "random":
-            return np.sort(np.random.default_rng(seed).choice(len(task.X), size=target, replace=False))
+            return random_selection(len(task.X), target, seed, self.multiplier)
+        if method == "redraw":
+            return self.draw(tree, target, seed)
         h = hierarchical_kmeans(task.X, method_levels(method, self.levels), seed=seed, metric=self.metric)
-        return hierarchical_sampling(h, target, strategy=self.strategy, multiplier=self.multiplier, seed=seed,
-                                     alpha=self.alpha)
+        return self.draw(h, target, seed)
 
 
 def _probe_scores(X_train, y_train, X_eval, y_eval) -> dict[str, float]:
-    """Linear probe (logistic regression) and kNN: balanced and worst-class accuracy."""
-    from sklearn.linear_model import LogisticRegression
+    """Linear probe and kNN: balanced and worst-class accuracy. The linear probe is a ridge (least-squares,
+    one-vs-rest) classifier, solved in closed form: on the text demo's 384-d embeddings and 45 classes it
+    fits in 0.2 s where a logistic regression took 16 s, at the same balanced accuracy (0.259 vs 0.248)."""
+    from sklearn.linear_model import RidgeClassifier
     from sklearn.metrics import balanced_accuracy_score, recall_score
     from sklearn.neighbors import KNeighborsClassifier
 
     out = {}
-    models = {"linear": LogisticRegression(max_iter=300, C=1.0),
+    models = {"linear": RidgeClassifier(alpha=1.0),
               "knn": KNeighborsClassifier(n_neighbors=min(10, len(X_train)), weights="distance")}
     labels = np.unique(y_eval)
     for name, model in models.items():
@@ -143,12 +170,15 @@ def _probe_scores(X_train, y_train, X_eval, y_eval) -> dict[str, float]:
 
 
 def whitening(X_subset: np.ndarray, dim: int = REPRESENTATION_DIM) -> Callable[[np.ndarray], np.ndarray]:
-    """A representation learned on the subset only, without labels: PCA-whitening to ``dim``."""
+    """A representation learned on the subset only, without labels: PCA-whitening to ``dim`` (the top
+    eigenvectors of the subset's d × d covariance: the same map as an SVD of the subset, at a fraction of its
+    cost when the subset has more rows than dimensions)."""
     mean = X_subset.mean(axis=0)
-    _, s, vt = np.linalg.svd(X_subset - mean, full_matrices=False)
-    k = min(dim, len(s))
-    scale = s[:k] / np.sqrt(max(1, len(X_subset) - 1))
-    W = vt[:k].T / np.maximum(scale, 1e-6)
+    centred = X_subset - mean
+    values, vectors = np.linalg.eigh(centred.T @ centred / max(1, len(X_subset) - 1))
+    k = min(dim, len(values), len(X_subset))
+    top = np.argsort(values)[::-1][:k]
+    W = vectors[:, top] / np.sqrt(np.maximum(values[top], 1e-12))
     return lambda Z: (Z - mean) @ W
 
 
@@ -205,22 +235,47 @@ def _rows(method: str, runs: list[dict]) -> list[dict]:
     return out
 
 
+def study_methods(study: str) -> tuple[str, ...]:
+    """The baselines of a study: ``quick`` (no refit: cheap next to curation) or ``full`` (every refit too)."""
+    return {"quick": QUICK_METHODS, "full": METHODS}[study]
+
+
 def benchmark(task: Task, published: np.ndarray, tree: HierarchicalClustering, curation: Curation,
-              seeds=(0, 1, 2), methods=METHODS) -> list[dict]:
-    """Long-form rows (method, metric, value, std, spread, seeds): the published selection once, every
-    method over ``seeds`` at the published size (``full`` once).
+              seeds=(0, 1, 2), methods=QUICK_METHODS,
+              log: Callable[[str], None] | None = None) -> tuple[list[dict], list[dict]]:
+    """(rows, errors). Rows are long-form (method, metric, value, std, spread, seeds): the published selection
+    once, every method over ``seeds`` at the published size (``full`` once); ``redraw`` samples ``tree``
+    (the published one) again, as many times as there are seeds, never with the published draw's seed.
 
     With labels, adds ``oracle_balanced`` and, per method, ``gain_share_<metric>`` =
     (m − m_random) / (m_oracle − m_random): the share of the oracle's gain over random it captures.
+    A method that raises is left out and listed in ``errors`` (method, seed, error), so one broken baseline
+    never hides the others. ``log`` gets a line per method and seed.
     """
+    log = log or (lambda message: None)
     target = len(published)
-    rows = _rows(PUBLISHED, [score_selection(task, published, tree)])
-    methods = list(methods) + ([ORACLE] if task.labels is not None else [])
-    for method in methods:
-        runs = [score_selection(task, curation.select(method, task, target, seed), tree)
-                for seed in (seeds[:1] if method == "full" else seeds)]
-        rows += _rows(method, runs)
-    return rows + (gain_share_rows(rows) if task.labels is not None else [])
+    rows, errors = _rows(PUBLISHED, [score_selection(task, published, tree)]), []
+    for method in list(methods) + ([ORACLE] if task.labels is not None else []):
+        runs = []
+        for seed in _seeds_of(method, seeds, curation.seed):
+            started = time.perf_counter()
+            try:
+                runs.append(score_selection(task, curation.select(method, task, target, seed, tree), tree))
+            except Exception as exc:  # recorded and shown: the other methods still count
+                errors.append({"method": method, "seed": seed, "error": f"{type(exc).__name__}: {exc}"})
+                log(f"{method} seed {seed}: FAILED ({type(exc).__name__}: {exc})")
+                continue
+            log(f"{method} seed {seed}: scored in {time.perf_counter() - started:.1f} s")
+        rows += _rows(method, runs) if runs else []
+    return rows + (gain_share_rows(rows) if task.labels is not None else []), errors
+
+
+def _seeds_of(method: str, seeds, published_seed: int) -> tuple[int, ...]:
+    if method == "full":
+        return tuple(seeds[:1])
+    if method == "redraw":  # as many draws as seeds, none of them the published one
+        return tuple(published_seed + 1 + k for k in range(len(seeds)))
+    return tuple(seeds)
 
 
 def gain_share_rows(rows: list[dict]) -> list[dict]:
@@ -240,19 +295,26 @@ def gain_share_rows(rows: list[dict]) -> list[dict]:
     return out
 
 
-def simulated_kl_rows(X: np.ndarray, seeds=(0, 1, 2)) -> list[dict]:
-    """The paper's 2-D table: KL(KDE of final centroids ‖ uniform) per configuration, with its values."""
+def simulated_kl_rows(X: np.ndarray, seeds=(0, 1, 2), published: np.ndarray | None = None,
+                      refits: bool = True) -> list[dict]:
+    """The paper's 2-D table: KL(KDE of final centroids ‖ uniform) per configuration, with its values.
+
+    ``published``: the top-level centroids of the published tree, scored as ``published_tree`` (no refit);
+    ``refits`` False (the quick study) leaves out the configurations that need fitting.
+    """
     configs = {
         "kmeans_300": [LevelSpec(300)],
         "2_level_1500_300": [LevelSpec(1500), LevelSpec(300)],
         "3_level_3000_1000_300": [LevelSpec(3000), LevelSpec(1000), LevelSpec(300)],
         "3_level_resampled": [LevelSpec(3000, 10, 2), LevelSpec(1000, 10, 2), LevelSpec(300, 10, 2)],
-    }
+    } if refits else {}
     runs = {name: [{"kde_kl_to_uniform": kde_kl_to_uniform(hierarchical_kmeans(X, specs, seed=s)
                                                            .centroids(len(specs)))} for s in seeds]
             for name, specs in configs.items()}
+    if published is not None:
+        runs["published_tree"] = [{"kde_kl_to_uniform": kde_kl_to_uniform(published)}]
     runs["uniform_300_floor"] = [{"kde_kl_to_uniform": kde_kl_to_uniform(
         np.random.default_rng(s).uniform(-3, 3, (300, 2)))} for s in seeds]
     runs["raw_data"] = [{"kde_kl_to_uniform": kde_kl_to_uniform(X)}]
     rows = [row for name, r in runs.items() for row in _rows(name, r)]
-    return [{**row, "paper_value": PAPER_2D[row["method"]]} for row in rows]
+    return [{**row, "paper_value": PAPER_2D.get(row["method"])} for row in rows]  # published_tree: none

@@ -33,7 +33,7 @@ modalities:
     sampling: {target_size: 300, seed: 0}
     benchmark: {seeds: [0], paper_2d_table: false}
   text:
-    source: {kind: auto, max_items: 300}
+    source: {kind: auto, demo_items: 300}
     embedder: {kind: sentence_transformer, batch_size: 64}
     metric: cosine
     levels:
@@ -42,7 +42,7 @@ modalities:
     sampling: {fraction: 0.3, seed: 0}
     benchmark: {seeds: [0], test_per_class: 2}
   image:
-    source: {kind: auto, max_items: 300}
+    source: {kind: auto, demo_items: 300}
     embedder: {kind: efficientnet_lite0, batch_size: 64, image_size: 64}
     metric: cosine
     levels:
@@ -51,7 +51,7 @@ modalities:
     sampling: {fraction: 0.3, seed: 0}
     benchmark: {seeds: [0], test_per_class: 5}
   satellite:
-    source: {kind: auto, reader: satellite, max_items: 200, tile_px: 30}
+    source: {kind: auto, reader: satellite, demo_items: 200, tile_px: 30}
     embedder: {kind: efficientnet_lite0, batch_size: 64, image_size: 64}
     metric: cosine
     levels:

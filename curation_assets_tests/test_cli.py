@@ -23,7 +23,7 @@ def env_for(small_config, data_root, tmp_path) -> dict:
 
 def test_dg_check_defs(small_config, data_root, tmp_path):
     out = subprocess.run([str(BIN / "dg"), "check", "defs"], cwd=REPO, env=env_for(small_config, data_root, tmp_path),
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=3600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "All definitions loaded successfully" in out.stdout + out.stderr
 
@@ -32,7 +32,7 @@ def test_dg_check_defs(small_config, data_root, tmp_path):
 def test_dg_launch_materializes_the_simulated_partition(small_config, data_root, tmp_path):
     env = env_for(small_config, data_root, tmp_path)
     out = subprocess.run([str(BIN / "dg"), "launch", "--assets", "*", "--partition", "simulated"], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=600)
+                         capture_output=True, text=True, timeout=3600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert len(pl.read_parquet(data_root / "curated/simulated/subset.parquet")) == 300
     assert (data_root / "datasets/simulated/README.md").is_file()

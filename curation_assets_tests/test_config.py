@@ -71,3 +71,18 @@ def test_npy_round_trip_and_pickle_refused(tmp_path):
     with pytest.raises(ValueError, match="pickle"):
         load_npy(tmp_path / "evil.npy", mmap=False)
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_the_readmes_example_is_the_bundled_configuration(tmp_path):
+    """The YAML block of the README's "Configuration" section holds the bundled text modality, key for key."""
+    import re
+
+    import yaml
+
+    from curation_assets.config import REPO_ROOT
+
+    section = (REPO_ROOT / "README.md").read_text().split("## Configuration", 1)[1]
+    example = yaml.safe_load(re.search(r"```yaml\n(.*?)```", section, re.S).group(1))
+    bundled = yaml.safe_load((REPO_ROOT / "curation.yaml").read_text())
+    assert example["modalities"]["text"] == bundled["modalities"]["text"]
+    assert load_config(write(tmp_path, yaml.safe_dump(example))).modality("text") == load_config().modality("text")

@@ -17,7 +17,7 @@ def test_definitions_load_with_every_asset_check_job_and_sensor():
                     "curated_dataset", *(f"clustering_level_{t}" for t in range(1, 4))}
     checks = {c.name for c in graph.asset_check_keys}
     assert {"embeddings_finite_and_expected_dim", "subset_size_and_ids", "subset_more_balanced_than_pool",
-            "published_not_less_balanced_than_random", "published_matches_recomputed_method",
+            "published_not_less_balanced_than_random", "benchmark_complete", "published_is_the_sampler_draw",
             "no_empty_cluster_level_1"} <= checks
     assert defs.resolve_job_def("curate") is not None
     assert {s.name for s in defs.sensors} == {"raw_files_sensor", "config_sensor"}

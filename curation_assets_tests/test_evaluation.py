@@ -14,6 +14,8 @@ from curation_assets.evaluation import (
     evaluation_split,
     gain_share_rows,
     oracle_balanced,
+    random_selection,
+    study_methods,
     whitening,
 )
 from curation_assets.graph.checks import scores_checks
@@ -43,18 +45,23 @@ def test_gain_share_arithmetic():
     np.testing.assert_allclose([share["hierarchical_resampled"], share["kmeans"]], [0.5, -0.25])
 
 
-def _scores(published, random, recomputed, spread):
-    frame = pl.DataFrame([{"method": m, "metric": "normalized_entropy", "value": v, "spread": s}
-                          for m, v, s in ((PUBLISHED, published, 0.0), ("random", random, 0.02),
-                                          ("hierarchical_resampled", recomputed, spread))])
-    return {c.check_name: c.passed for c in scores_checks(SimpleNamespace(frame=frame))}
+def _scores(published, random, errors=()):
+    frame = pl.DataFrame([{"method": m, "metric": "normalized_entropy", "value": v, "std": 0.01, "seeds": 3}
+                          for m, v in ((PUBLISHED, published), ("random", random))])
+    tree = SimpleNamespace(n_levels=1, levels=[SimpleNamespace(n_clusters=5)], pool=SimpleNamespace(
+        layout=SimpleNamespace(modality="text")))
+    scores = SimpleNamespace(frame=frame, record=SimpleNamespace(facts={"errors": list(errors)}),
+                             subset=SimpleNamespace(tree=tree))
+    return {c.check_name: (c.passed, c.description) for c in scores_checks(scores)}
 
 
-def test_checks_fail_when_the_published_subset_is_less_balanced_than_random_or_disagrees():
-    assert _scores(0.9, 0.8, 0.91, 0.03) == {"published_not_less_balanced_than_random": True,
-                                             "published_matches_recomputed_method": True}
-    assert not _scores(0.7, 0.8, 0.71, 0.03)["published_not_less_balanced_than_random"]
-    assert not _scores(0.9, 0.8, 0.80, 0.03)["published_matches_recomputed_method"]
+def test_checks_fail_when_the_published_subset_is_less_balanced_than_random_and_say_why():
+    passed = _scores(0.9, 0.8)
+    assert passed["published_not_less_balanced_than_random"][0] and passed["benchmark_complete"][0]
+    failed, why = _scores(0.7, 0.8)["published_not_less_balanced_than_random"]
+    assert not failed and why.startswith("[text] FAILED") and "0.700" in why and "0.800 ± 0.010" in why
+    broken = _scores(0.9, 0.8, [{"method": "kmeans", "seed": 1, "error": "ValueError: boom"}])["benchmark_complete"]
+    assert not broken[0] and "kmeans" in broken[1]
 
 
 def test_whitening_is_learned_on_the_subset_only():
@@ -65,7 +72,7 @@ def test_whitening_is_learned_on_the_subset_only():
     np.testing.assert_allclose(np.cov(Z, rowvar=False), np.eye(4), atol=1e-6)
 
 
-def test_benchmark_scores_the_published_rows_and_recomputes_them_for_the_same_seed():
+def test_benchmark_scores_the_published_rows_against_cheap_baselines_and_refits_on_request():
     X, y = zipf_concepts(n_concepts=12, n_points=3000, dim=16, seed=0)
     labels = y.astype(str).astype(object)
     task = Task.of(X, labels, per_class=10, max_share=0.2, seed=0)
@@ -74,10 +81,40 @@ def test_benchmark_scores_the_published_rows_and_recomputes_them_for_the_same_se
     published = hierarchical_sampling(tree, 300, seed=0)
     curation = Curation(levels)
     np.testing.assert_array_equal(curation.select("hierarchical_resampled", task, 300, 0), published)
-    rows = benchmark(task, published, tree, curation, seeds=(0, 1))
+    lines = []
+    rows, errors = benchmark(task, published, tree, curation, seeds=(0, 1), log=lines.append)
     value = {(r["method"], r["metric"]): r["value"] for r in rows}
+    assert not errors and {m for m, _ in value} == {PUBLISHED, "random", "redraw", ORACLE}
     assert value[(PUBLISHED, "normalized_entropy")] > value[("random", "normalized_entropy")]
     assert value[(ORACLE, "normalized_entropy")] >= value[(PUBLISHED, "normalized_entropy")]
     assert (PUBLISHED, "linear_balanced_accuracy") in value and (PUBLISHED, "gain_share_normalized_entropy") in value
-    assert {m for m, _ in value} >= {PUBLISHED, "random", "kmeans", "hierarchical", "hierarchical_resampled",
-                                     "full", ORACLE}
+    assert any(line.startswith("redraw seed 2") for line in lines)  # never the published draw's seed 0
+    rows, _ = benchmark(task, published, tree, curation, seeds=(0,), methods=study_methods("full"))
+    assert {r["method"] for r in rows} >= {"kmeans", "hierarchical", "hierarchical_resampled", "full"}
+
+
+def test_baselines_take_repeats_like_a_subset_with_a_multiplier():
+    X, y = zipf_concepts(n_concepts=5, n_points=200, dim=8, seed=0)
+    task = Task.of(X, y.astype(str).astype(object), per_class=2, max_share=0.2, seed=0)
+    tree = hierarchical_kmeans(task.X, (LevelSpec(10),), seed=0)
+    curation = Curation((LevelSpec(10),), multiplier=2)
+    published = curation.draw(tree, 300, seed=0)  # more rows than the pool: repeats
+    rows, errors = benchmark(task, published, tree, curation, seeds=(0, 1))
+    assert not errors and {r["method"] for r in rows} >= {"random", "redraw", ORACLE}
+    picks = random_selection(200, 300, seed=0, multiplier=2)
+    assert len(picks) == 300 and np.bincount(picks).max() == 2
+
+
+def test_a_failing_method_is_recorded_and_the_others_still_count(monkeypatch):
+    X, y = zipf_concepts(n_concepts=5, n_points=300, dim=8, seed=0)
+    task = Task.of(X, y.astype(str).astype(object), per_class=2, max_share=0.2, seed=0)
+    tree = hierarchical_kmeans(task.X, (LevelSpec(10),), seed=0)
+    curation = Curation((LevelSpec(10),))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("baseline broke")
+
+    monkeypatch.setattr("curation_assets.evaluation.random_selection", broken)
+    rows, errors = benchmark(task, curation.draw(tree, 60, 0), tree, curation, seeds=(0, 1))
+    assert [e["method"] for e in errors] == ["random", "random"] and "baseline broke" in errors[0]["error"]
+    assert {r["method"] for r in rows} >= {PUBLISHED, "redraw"}

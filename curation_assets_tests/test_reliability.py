@@ -5,7 +5,6 @@ import os
 import queue
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from curation_assets_tests.cli import HANG_LIMIT_S, cli_env, popen
 from curation_assets_tests.graph._helpers import HashEmbedder, curate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,7 +87,7 @@ def test_a_users_folder_never_silently_becomes_the_demo(small_config, data_root)
     (folder / "notes.md").write_text("not a corpus format\n")
     msg = failure(small_config, "text", embedder=HashEmbedder())
     assert "no readable file under" in msg and str(folder) in msg
-    assert ".docs.jsonl" in msg and ".cache/b.txt" in msg and "notes.md" in msg
+    assert ".docs.jsonl" in msg and ".cache" in msg and "notes.md" in msg
     assert not (data_root / "corpus/text/corpus.parquet").exists()
 
 
@@ -141,7 +141,8 @@ def test_nan_embeddings_name_the_row(small_config, data_root):
 def test_embedding_dimension_change_between_batches(small_config, data_root):
     small_config.write_text(small_config.read_text() + "execution: {embed_task_rows: 50}\n")
     pl.DataFrame(text_rows()).write_parquet(raw(data_root, "text") / "docs.parquet")
-    assert "dimension changed" in failure(small_config, "text", embedder=HashEmbedder(dims=[16, 16, 32]))
+    assert "32-d vectors but its cache holds 16-d" in failure(small_config, "text",
+                                                             embedder=HashEmbedder(dims=[16, 16, 32]))
 
 
 def test_a_level_larger_than_its_input_gives_fewer_levels_not_a_failed_run(small_config, data_root):
@@ -159,7 +160,7 @@ def test_a_level_larger_than_its_input_gives_fewer_levels_not_a_failed_run(small
 
 def test_a_new_users_400_documents_with_the_demo_recipe(small_config, data_root):
     edit_config(small_config, "{per_cluster: 10, resampling_steps: 3}", "{n_clusters: 525, resampling_steps: 3}")
-    edit_config(small_config, "source: {kind: auto, max_items: 300}", "source: {kind: auto}")
+    edit_config(small_config, "source: {kind: auto, demo_items: 300}", "source: {kind: auto}")
     pl.DataFrame(text_rows(400)).write_parquet(raw(data_root, "text") / "docs.parquet")
     result = curate(small_config, "text", embedder=HashEmbedder())
     level_1 = result.asset_materializations_for_node("clustering_level_1")[0].metadata
@@ -185,7 +186,7 @@ def test_model_missing_offline(small_config, data_root):
 
 
 def test_configured_path_outside_the_data_root(small_config, data_root):
-    edit_config(small_config, "source: {kind: auto, max_items: 300}", "source: {kind: files, path: ../../etc}")
+    edit_config(small_config, "source: {kind: auto, demo_items: 300}", "source: {kind: files, path: ../../etc}")
     assert "outside the data root" in failure(small_config, "text", embedder=HashEmbedder())
 
 
@@ -222,17 +223,8 @@ def test_no_pickle_anywhere_in_the_package():
 SLOW_LEVEL_2 = "{n_clusters: 100, resampling_steps: 3, sample_size: 2}"
 
 
-def cli_env(config: Path, root: Path, home: Path) -> dict:
-    home.mkdir(exist_ok=True)
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\nnux:\n  enabled: false\n")
-    return {**os.environ, "CURATION_CONFIG": str(config), "CURATION_DATA_DIR": str(root), "DAGSTER_HOME": str(home)}
-
-
-def cli(env: dict, **kwargs) -> subprocess.Popen:
-    dagster = Path(sys.executable).parent / "dagster"
-    return subprocess.Popen([str(dagster), "asset", "materialize", "-m", "curation_assets", "--select", "*",
-                             "--partition", "simulated"], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True, **kwargs)
+def cli(env: dict) -> subprocess.Popen:
+    return popen(env, "simulated")
 
 
 def wait_for_line(proc: subprocess.Popen, marker: str, timeout: float) -> bool:
@@ -259,18 +251,19 @@ def test_sigkill_mid_level_resumes_without_recomputing_finished_levels(small_con
     killed_root, clean_root = tmp_path / "killed", tmp_path / "clean"
     env = cli_env(small_config, killed_root, tmp_path / "home1")
     proc = cli(env)
-    assert wait_for_line(proc, 'Started execution of step "clustering_level_2"', timeout=300), "level 2 never began"
+    # the console shows INFO lines: level 2 logs its first k-means before its 400 resampling steps
+    assert wait_for_line(proc, "clustering_level_2 - level 2: k-means", timeout=HANG_LIMIT_S), "level 2 never began"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert (killed_root / "clustering/simulated/level_1/record.json").exists()
-    assert not (killed_root / "clustering/simulated/level_2/record.json").exists(), "level 2 finished before the kill"
+    assert (killed_root / "clustering/simulated/.level_1.record.json").exists()
+    assert not (killed_root / "clustering/simulated/.level_2.record.json").exists(), "level 2 finished before the kill"
     assert not (killed_root / "curated/simulated/subset.parquet").exists()
     stamp = (killed_root / "clustering/simulated/level_1/centroids.npy").stat().st_mtime_ns
     resumed = cli(env)
-    assert resumed.wait(timeout=600) == 0, resumed.stderr.read()[-2000:]
+    assert resumed.wait(timeout=HANG_LIMIT_S) == 0, resumed.stderr.read()[-2000:]
     assert (killed_root / "clustering/simulated/level_1/centroids.npy").stat().st_mtime_ns == stamp
     clean = cli(cli_env(small_config, clean_root, tmp_path / "home2"))
-    assert clean.wait(timeout=600) == 0
+    assert clean.wait(timeout=HANG_LIMIT_S) == 0
     subset = "curated/simulated/subset.parquet"
     assert digest(killed_root / subset) == digest(clean_root / subset)
 
@@ -279,9 +272,9 @@ def test_sigkill_mid_level_resumes_without_recomputing_finished_levels(small_con
 def test_two_concurrent_runs_of_one_partition_do_not_corrupt_outputs(small_config, tmp_path):
     root = tmp_path / "shared"
     runs = [cli(cli_env(small_config, root, tmp_path / f"home{i}")) for i in range(2)]
-    assert [r.wait(timeout=600) for r in runs] == [0, 0], [r.stderr.read()[-1500:] for r in runs]
+    assert [r.wait(timeout=HANG_LIMIT_S) for r in runs] == [0, 0], [r.stderr.read()[-1500:] for r in runs]
     reference = tmp_path / "reference"
-    assert cli(cli_env(small_config, reference, tmp_path / "home3")).wait(timeout=600) == 0
+    assert cli(cli_env(small_config, reference, tmp_path / "home3")).wait(timeout=HANG_LIMIT_S) == 0
     for rel in ("curated/simulated/subset.parquet", "clustering/simulated/level_3/assignment.npy"):
         assert digest(root / rel) == digest(reference / rel)
     assert not list(root.rglob("*.tmp"))

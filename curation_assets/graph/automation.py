@@ -21,7 +21,7 @@ from dagster import (
 )
 
 from curation_assets.config import CurationConfig, ModalityConfig, load_config
-from curation_assets.readers import visible_files
+from curation_assets.readers import list_folder
 from curation_assets.store import Layout
 
 SENSOR_INTERVAL_SECONDS = 30
@@ -47,7 +47,7 @@ def section_digests(cfg: ModalityConfig) -> dict[str, str]:
 def raw_signature(layout: Layout, configured: str | None = None) -> str | None:
     """Hash of (relative path, size, mtime) of the files a reader would see under the raw folder."""
     raw = layout.raw_dir(configured)
-    files = visible_files(raw)[0] if raw.is_dir() else []
+    files = list_folder(raw, layout.root).files if raw.is_dir() else []
     if not files:
         return None
     listing = [(str(p.relative_to(raw)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]

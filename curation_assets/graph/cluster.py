@@ -10,7 +10,7 @@ materializes the upper level assets as pass-through (nothing computed, the metad
 from dataclasses import asdict
 
 import numpy as np
-from dagster import AssetCheckSpec, AssetExecutionContext, AssetIn, AssetsDefinition, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetIn, AssetsDefinition, MetadataValue, asset
 
 from curation_assets.config import CurationConfig
 from curation_assets.core import LevelSpec, cluster_size_stats, fit_level, level_seed, plan_level
@@ -69,10 +69,11 @@ def cluster_gallery(step: Step, t: int, pool_labels: np.ndarray, tree: Tree, lev
                             "to the centroid", items)
 
 
-def fit(step: Step, t: int, below: Tree, spec: LevelSpec, seed: int, execution: ExecutionResource, device: str):
+def fit(step: Step, t: int, below: Tree, spec: LevelSpec, base_seed: int, execution: ExecutionResource, device: str):
     """Fit level t on the tree below (heavy passes on ``device``) and publish its files; returns its metadata."""
     backend = execution.get(step.config.execution)
     progress = ProgressLog(step, f"level {t}", total=1, every_s=3.0)
+    seed = level_seed(base_seed, t)
     level = fit_level(below.next_input(), spec, seed=seed, metric=step.cfg.metric, assigner=backend.assign,
                       log=progress.line, device=device)
     inputs = np.ones(len(level.assignment), dtype=np.int64) if t == 1 else below.cluster_sizes(t - 1)
@@ -83,6 +84,8 @@ def fit(step: Step, t: int, below: Tree, spec: LevelSpec, seed: int, execution: 
     return {
         "level": t, "inputs": len(level.assignment), "n_clusters": level.n_clusters,
         "dim": int(level.centroids.shape[1]), "spec": asdict(spec), "seed": seed,
+        "seed_derivation": f"level_seed({base_seed}, {t}): the run's seed {base_seed} (the YAML's, or the launchpad's) "
+                           "and the level number through numpy's SeedSequence([seed, t]): each level its own stream",
         **{f"size_{k}": v for k, v in stats.items() if k != "n_clusters"},
         "empty_clusters": int((sizes == 0).sum()),
         "cluster_sizes": MetadataValue.md(size_histogram_md(sizes, f"level {t}: pool points per cluster")),
@@ -101,13 +104,15 @@ def build_level_asset(t: int, n_assets: int, curation: CurationConfig, partition
                        + ("the pool" if t == 1 else f"the centroids of level {t - 1}")
                        + ". Writes centroids.npy, assignment.npy (input row → cluster), distances.npy, sizes.npy "
                          "(pool points per cluster).",
-           check_specs=[AssetCheckSpec(f"no_empty_cluster_level_{t}", asset=name)])
+           check_specs=[checks.check_spec(f"no_empty_cluster_level_{t}", name, partitions,
+                                         f"every cluster of level {t} holds pool points")])
     def clustering_level(context: AssetExecutionContext, config: LevelOverrides, below,
                          execution: ExecutionResource):
         step = Step.of(context, curation)
         tree = Tree.of_pool(below) if isinstance(below, Pool) else below
         spec, note = planned_spec(step, t, tree, config)
-        seed = level_seed(config.seed if config.seed is not None else step.cfg.seed, t)
+        base_seed = config.seed if config.seed is not None else step.cfg.seed
+        seed = level_seed(base_seed, t)
         settings = ["pass-through", note] if spec is None else [asdict(spec), seed, step.cfg.metric,
                                                                step.config.execution.assign_task_rows]
         device = execution.compute_device(step.config.execution)  # a GPU rounds differently: its own fingerprint
@@ -118,7 +123,7 @@ def build_level_asset(t: int, n_assets: int, curation: CurationConfig, partition
                 Tree.write_level(step.layout, t, None)
                 return {"used": False, "note": None if t > len(step.cfg.levels) else note}, \
                     {"used": False, "level": t, "note": note}
-            meta = fit(step, t, tree, spec, seed, execution, device)
+            meta = fit(step, t, tree, spec, base_seed, execution, device)
             return {"used": True, "note": note}, {"used": True, **meta, "note": note or "none"}
 
         return step.publish(step.layout.level_dir(t), fp, compute,

@@ -14,11 +14,11 @@ import polars as pl
 from dagster import AssetExecutionContext, MetadataValue, asset
 
 from curation_assets.config import CurationConfig
-from curation_assets.graph import metadata
+from curation_assets.graph import checks, metadata
 from curation_assets.graph.steps import Step
 from curation_assets.store import Dataset, NotMaterializedError, Scores, Subset, fingerprint
 
-CODE_VERSION = "dataset-1"
+CODE_VERSION = "dataset-2"
 CARD_METRICS = ("normalized_entropy", "kl_to_uniform", "coverage", "rare_half_share", "linear_balanced_accuracy",
                 "knn_balanced_accuracy")
 
@@ -49,19 +49,38 @@ def _rows(subset: Subset, corpus_columns: list[str], content: str):
         yield table.to_arrow()
 
 
+def balance_section(scores: Scores | None) -> str:
+    """The published subset's balance against random subsets (mean ± std over seeds), and the checks that failed."""
+    if scores is None:
+        return "not measured yet (materialize benchmark_scores first)"
+    frame = scores.frame
+    lines = []
+    for m in CARD_METRICS:
+        mine, rand = (frame.filter((pl.col("method") == k) & (pl.col("metric") == m)) for k in ("published", "random"))
+        if len(mine) and len(rand):
+            lines.append(f"| {m} | {mine['value'][0]:.3f} | {rand['value'][0]:.3f} ± {rand['std'][0]:.3f} "
+                         f"({rand['seeds'][0]} seeds) |")
+    table = ("| metric | this subset | random subsets of the same size (mean ± std) |\n|---|---|---|\n" +
+             "\n".join(lines)) if lines else "no labels in this pool: nothing to measure"
+    failed = [c for c in checks.scores_checks(scores) if not c.passed]
+    verdicts = "\n".join(f"- **check failed**: `{c.check_name}`: {c.description}" for c in failed) or \
+        "- every check of benchmark_scores passed"
+    return f"{table}\n\n{verdicts}"
+
+
 def card(step: Step, subset: Subset, scores: Scores | None, rows: int, shards: int, run_id: str) -> str:
     """The dataset card: what the dataset is, where it came from, how it was curated, how balanced it is."""
     cfg, tree = step.cfg, subset.tree
+    used = [r for r in tree.records if r.facts.get("used")]
     levels = "\n".join(f"| {t} | {lv.n_clusters} | {r.facts.get('note') or ''} |"
-                       for t, (lv, r) in enumerate(zip(tree.levels, tree.records, strict=False), start=1))
-    balance = "not measured yet (materialize benchmark_scores first)"
-    if scores is not None:
-        table = [f"| {m} | {scores.value('published', m):.3f} | {scores.value('random', m):.3f} |"
-                 for m in CARD_METRICS if scores.value("published", m) is not None]
-        balance = "| metric | this subset | random subset of the same size (mean over seeds) |\n|---|---|---|\n" + \
-            "\n".join(table) if table else "no labels in this pool: nothing to measure"
+                       for t, (lv, r) in enumerate(zip(tree.levels, used, strict=True), start=1))
+    dropped = [r.facts["note"] for r in tree.records if not r.facts.get("used") and r.facts.get("note")]
+    licence = cfg.export.license
+    folder = step.layout.published(step.layout.dataset_dir).name
     scores_fp = scores.record.fingerprint if scores else "not materialized"
+    source = json.dumps(cfg.source.model_dump(exclude_defaults=True) or {"kind": cfg.source.kind})
     return f"""---
+{f"license: {licence}" if licence else "license: other  # same as the source: fill in"}
 configs:
 - config_name: default
   data_files:
@@ -76,14 +95,18 @@ balanced sampling (Vo et al. 2024) from a pool of {len(tree.pool)} deduplicated 
 
 ```python
 import datasets
-ds = datasets.load_dataset("parquet", data_dir="{step.layout.dataset_dir}")["train"]
+# the path of this folder; "{folder}" from the folder that holds it
+ds = datasets.load_dataset("parquet", data_dir="{folder}")["train"]
 ```
 
 Columns: `id`, the content (`{tree.pool.corpus.content_column}`), `label` (when the source had one; never used
 by curation), `cluster_level_1 … {tree.n_levels}` (the item's cluster at every level of the hierarchy).
 
+## Licence
+{licence or "The same as the source data's: fill in before you share this dataset."}
+
 ## Source
-- modality: `{step.modality}`, source: `{cfg.source.kind}` ({json.dumps(cfg.source.model_dump(exclude_none=True))})
+- modality: `{step.modality}`, source: `{cfg.source.kind}` ({source})
 - embedder: `{cfg.embedder.kind}` ({cfg.embedder.model or "default model"}), metric `{cfg.metric}`
 - duplicates removed before curation: {len(tree.pool.removed)}
 
@@ -93,13 +116,14 @@ by curation), `cluster_level_1 … {tree.n_levels}` (the item's cluster at every
 | level | clusters | note |
 |---|---|---|
 {levels}
+{"".join(f"{chr(10)}- {note}" for note in dropped)}
 
 ## Balance of this subset (labels joined back by id)
-{balance}
+{balance_section(scores)}
 
 ## Lineage (data versions)
 - raw_corpus `{tree.pool.corpus.fingerprint}` → embeddings `{tree.pool.embeddings.fingerprint}` → deduplicated
-  `{tree.pool.fingerprint}` → levels {json.dumps([r.fingerprint for r in tree.records])}
+  `{tree.pool.fingerprint}` → levels {json.dumps([r.fingerprint for r in used])}
   → balanced_subset `{subset.fingerprint}` → benchmark_scores `{scores_fp}`
 """
 
@@ -110,22 +134,39 @@ def export(step: Step, subset: Subset, scores: Scores | None, run_id: str) -> tu
     columns = ["id", content, "label", *(["georef"] if "georef" in corpus.columns else [])]
     options = step.cfg.export
     writer = Dataset.writer(step.layout, options.shard_rows, int(options.shard_mb * 2**20))
+    tars = Dataset.webdataset_writer(step.layout, options.shard_rows, int(options.shard_mb * 2**20)) \
+        if "webdataset" in options.formats else None
     try:
         for table in _rows(subset, columns, content):
             writer.write(table)
+            if tars is not None:
+                tars.write(table)
         text = card(step, subset, scores, writer.rows, len(writer.paths), run_id)
+        tar_shards = tars.publish() if tars is not None else []
         shards = writer.publish(text)
     except BaseException:
         writer.abort()
+        if tars is not None:
+            tars.abort()
         raise
     sizes = np.array([p.stat().st_size for p in shards])
     return {"rows": writer.rows, "shards": len(shards)}, {
         "dagster/row_count": writer.rows, **metadata.table_facts(shards[0], writer.rows), "shards": len(shards),
-        "megabytes": round(float(sizes.sum()) / 2**20, 2), "path": MetadataValue.path(str(step.layout.dataset_dir)),
+        "megabytes": round(float(sizes.sum()) / 2**20, 2), "formats": list(options.formats),
+        "webdataset_shards": len(tar_shards) or "not written (export.formats)",
+        "path": metadata.path_of(step.layout, step.layout.dataset_dir),
         "card": MetadataValue.md(text),
-        "load_with": MetadataValue.md(f'```python\nimport datasets\nds = datasets.load_dataset("parquet", '
-                                      f'data_dir="{step.layout.dataset_dir}")["train"]\n```'),
+        "load_with": MetadataValue.md(load_snippet(step, bool(tar_shards))),
     }
+
+
+def load_snippet(step: Step, webdataset: bool) -> str:
+    folder = step.layout.published(step.layout.dataset_dir)
+    snippet = f'import datasets\nds = datasets.load_dataset("parquet", data_dir="{folder}")["train"]'
+    if webdataset:
+        snippet += (f'\n\nimport glob, webdataset as wds\nshards = wds.WebDataset(sorted(glob.glob("{folder}/'
+                    'webdataset/*.tar")), shardshuffle=False)')
+    return f"```python\n{snippet}\n```"
 
 
 def build_curated_dataset(curation: CurationConfig, partitions):

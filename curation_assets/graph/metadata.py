@@ -9,12 +9,18 @@ import pyarrow.parquet as pq
 from dagster import MetadataValue, TableColumn, TableRecord, TableSchema
 
 from curation_assets.plots import gallery_png_md, markdown_table, preview_html, share_bars_md
+from curation_assets.store import Layout
 
 PREVIEW_CHARS = 80
 
 
 def _column_type(arrow_type) -> str:
     return str(arrow_type).replace("large_", "")
+
+
+def path_of(layout: Layout, path: Path) -> MetadataValue:
+    """The published location of an output file (not the staging directory it is written to)."""
+    return MetadataValue.path(str(layout.published(path)))
 
 
 def table_facts(path: Path, rows: int) -> dict:

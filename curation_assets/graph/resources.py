@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dagster import ConfigurableResource
 
 from curation_assets.config import EmbedderConfig, ExecutionConfig
-from curation_assets.core.kmeans import resolve_device
+from curation_assets.core.devices import resolve_device
 from curation_assets.embedders import build_embedder
 from curation_assets.execution import make_backend
 

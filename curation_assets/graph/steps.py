@@ -52,9 +52,9 @@ class Step:
         if record.reused:
             self.log(f"{directory}: up to date (fingerprint {fp}), reusing it")
         artefact = value()
+        results = check_results(artefact) if check_results else None
         return MaterializeResult(value=artefact, metadata=deserialize_value(record.metadata, dict),
-                                 data_version=DataVersion(fp),
-                                 check_results=check_results(artefact) if check_results else None)
+                                 data_version=DataVersion(fp), check_results=results or None)
 
 
 class ProgressLog:

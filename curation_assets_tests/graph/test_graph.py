@@ -19,11 +19,10 @@ def test_simulated_partition_end_to_end(small_config, data_root):
     assert subset.columns == ["id", "cluster_level_1", "cluster_level_2", "cluster_level_3"]
     assert len(subset) == 300 and subset["id"].n_unique() == 300
     checks = check_results(result)
-    assert checks and all(checks.values()), checks
+    assert checks and all(v in (True, "skipped") for v in checks.values()), checks
     scores = pl.read_parquet(data_root / "benchmarks/simulated/scores.parquet")
     assert {"method", "metric", "value", "std", "spread"} <= set(scores.columns)
-    assert set(scores["method"]) >= {"published", "random", "kmeans", "hierarchical", "hierarchical_resampled",
-                                     "full"}
+    assert set(scores["method"]) >= {"published", "random", "redraw", "oracle_balanced"}
     # every labelled row is in the pool: nothing is held out of curation
     assert len(pl.read_parquet(data_root / "deduplicated/simulated/pool.parquet")) == 9000
 

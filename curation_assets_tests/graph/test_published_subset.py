@@ -16,16 +16,10 @@ import pytest
 from curation_assets.config import load_config
 from curation_assets.core import hierarchical_kmeans, hierarchical_sampling, label_balance
 from curation_assets.demo.folders import image_folder, long_tail, text_corpus
+from curation_assets_tests.cli import HANG_LIMIT_S, cli_env, launch_ok
 from curation_assets_tests.graph._helpers import check_results, curate
 
 REPO = Path(__file__).resolve().parents[2]
-def cli(root: Path, config: Path, home: Path, *args: str) -> None:
-    home.mkdir(exist_ok=True)
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\nnux:\n  enabled: false\n")
-    env = {**os.environ, "CURATION_CONFIG": str(config), "CURATION_DATA_DIR": str(root), "DAGSTER_HOME": str(home)}
-    out = subprocess.run([str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m",
-                          "curation_assets", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
-    assert out.returncode == 0, out.stderr[-4000:]
 
 
 def direct_core_ids(root: Path, config: Path, modality: str, kept: set) -> set:
@@ -90,7 +84,8 @@ def assert_dataset_is_the_published_subset(root: Path, modality: str, published:
     """``datasets.load_dataset("parquet", data_dir=...)`` in a fresh Python returns the published rows, in order,
     with decoded images (or the texts), labels joined by id and the cluster ids of subset.parquet."""
     out = subprocess.run([sys.executable, "-c", LOAD_IN_A_FRESH_PYTHON, str(root / f"datasets/{modality}")],
-                         capture_output=True, text=True, timeout=300, env={**os.environ, "HF_DATASETS_OFFLINE": "1"})
+                         capture_output=True, text=True, timeout=HANG_LIMIT_S,
+                         env={**os.environ, "HF_DATASETS_OFFLINE": "1"})
     assert out.returncode == 0, out.stderr[-3000:]
     loaded = json.loads(out.stdout.strip().splitlines()[-1])
     assert loaded["ids"] == published["id"].to_list()
@@ -101,7 +96,11 @@ def assert_dataset_is_the_published_subset(root: Path, modality: str, published:
         assert loaded["content_type"].startswith("PIL.") and loaded["size"] == [28, 28]
     else:
         assert loaded["content_type"] == "builtins.str" and loaded["size"] > 10
-    assert (root / f"datasets/{modality}/README.md").read_text().startswith("---\nconfigs:")
+    card = (root / f"datasets/{modality}/README.md").read_text()
+    assert card.startswith("---\nlicense:") and "configs:" in card and "## Licence" in card
+    assert f'data_dir="{modality}"' in card and str(root) not in card  # a relative, copy-pasteable snippet
+    assert "tile_px" not in card and "±" in card  # only this modality's settings; spreads beside the means
+    assert not (root / f"datasets/{modality}/record.json").exists()  # nothing internal in the shipped folder
 
 
 USER_CONFIG = """
@@ -131,7 +130,7 @@ def test_a_users_class_sorted_folder_with_duplicates_gets_its_curated_subset(tmp
         labels, copies = image_folder(root / "raw/image", long_tail(10, largest, largest // 10), copies_every=6)
     else:
         labels, copies = text_corpus(root / "raw/text", long_tail(8, largest, 20), copies_every=5)
-    cli(root, config, tmp_path / "home", "--select", "*", "--partition", modality)
+    launch_ok(cli_env(config, root, tmp_path / "home"), modality)
     published, kept = assert_published_is_curated(root, config, modality, labels, copies)
     assert_dataset_is_the_published_subset(root, modality, published, kept)
     rand_mean, _ = random_entropy(kept, len(published))

@@ -24,7 +24,7 @@ def main():
     texts = demo_corpus("text", max_items=args.n, seed=1)["text"].to_list()
     ours = SentenceTransformerEmbedder(batch_size=64)
     ours.embed(texts[:64])  # load the model and warm up
-    model = ours._load()  # the very same SentenceTransformer object
+    model = ours.load_model()  # the very same SentenceTransformer object
     t = time.perf_counter()
     model.encode(texts, batch_size=64)
     bare = time.perf_counter() - t

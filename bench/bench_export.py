@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIG = """
 modalities:
   text:
-    source: {{kind: demo, max_items: {rows}}}
+    source: {{kind: demo, demo_items: {rows}}}
     embedder: {{kind: sentence_transformer}}
     metric: cosine
     levels: [{{per_cluster: 200}}, {{per_cluster: 10}}]  # light: the export is what is measured

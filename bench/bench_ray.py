@@ -106,7 +106,7 @@ def bench_partition(work: Path, items: int) -> list[dict]:
     cfg = work / "curation.yaml"
     cfg.write_text(f"""modalities:
   text:
-    source: {{kind: demo, max_items: {items}}}
+    source: {{kind: demo, demo_items: {items}}}
     embedder: {{kind: sentence_transformer}}
     metric: cosine
     levels: [{{n_clusters: {items // 20}, resampling_steps: 3}}, {{n_clusters: {items // 80}, resampling_steps: 3}}]

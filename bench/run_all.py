@@ -87,7 +87,7 @@ def e2e_text(tmp: Path, n_docs: int) -> str:
     cfg = tmp / "curation.yaml"
     cfg.write_text(f"""modalities:
   text:
-    source: {{kind: demo, max_items: {n_docs}}}
+    source: {{kind: demo, demo_items: {n_docs}}}
     embedder: {{kind: sentence_transformer, batch_size: 64}}
     metric: cosine
     sampling: {{fraction: 0.2}}

@@ -16,6 +16,8 @@ GEMM work).
 from __future__ import annotations
 
 import importlib.util
+import sys
+from pathlib import Path
 
 from curation_assets.core.assignment import KD_TREE_MAX_DIM
 from curation_assets.core.backend_faiss import FaissKernels
@@ -25,9 +27,13 @@ DEVICES = ("auto", "cpu", "cuda", "torch-cpu")  # and "cuda:N"
 
 
 def resolve_device(device: str) -> str:
-    """The device a run uses: ``"auto"`` is ``"cuda"`` when torch is installed and sees a GPU, else ``"cpu"``
-    (torch is imported only to answer that); the other names of ``DEVICES`` and ``"cuda:N"`` stay as they are."""
+    """The device a run uses: ``"auto"`` is ``"cuda"`` when torch is installed and sees a GPU, else ``"cpu"``;
+    the other names of ``DEVICES`` and ``"cuda:N"`` stay as they are. ``"auto"`` imports torch (about 2 s in a
+    fresh process) only when torch is already imported, or the machine shows an NVIDIA GPU to the kernel, or
+    the platform is not Linux (where that cannot be asked without torch)."""
     if device == "auto":
+        if sys.platform.startswith("linux") and "torch" not in sys.modules and not _nvidia_gpu_visible():
+            return "cpu"
         if importlib.util.find_spec("torch") is None:
             return "cpu"
         import torch
@@ -36,6 +42,13 @@ def resolve_device(device: str) -> str:
     if device in DEVICES or device.startswith("cuda:"):
         return device
     raise ValueError(f"device must be one of {DEVICES} or 'cuda:N', got {device!r}")
+
+
+def _nvidia_gpu_visible() -> bool:
+    """Whether the NVIDIA driver shows a GPU (``/proc/driver/nvidia/gpus/*`` or ``/dev/nvidia0``): without one
+    CUDA cannot see a GPU either, so torch need not be imported to ask."""
+    gpus = Path("/proc/driver/nvidia/gpus")
+    return (gpus.is_dir() and any(gpus.iterdir())) or Path("/dev/nvidia0").exists()
 
 
 def kernels_for(device: str, d: int, workers: Workers | None = None):

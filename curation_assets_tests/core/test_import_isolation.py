@@ -26,3 +26,15 @@ def test_clustering_above_eight_dimensions_imports_no_scipy():
                "X = np.random.default_rng(0).standard_normal((3000, 16)).astype(np.float32); "
                "hierarchical_kmeans(X, [LevelSpec(30, 2, 10, n_splits=2), LevelSpec(5)]); "
                "bad = [m for m in sys.modules if m.startswith('scipy')]; print(bad); sys.exit(bool(bad))")
+
+
+def test_device_auto_without_a_visible_gpu_imports_no_torch():
+    # The graph's default device is "auto": on a machine whose kernel shows no NVIDIA GPU, asking costs nothing.
+    import pytest
+
+    from curation_assets.core.devices import _nvidia_gpu_visible
+
+    if _nvidia_gpu_visible() or not sys.platform.startswith("linux"):
+        pytest.skip("a GPU is visible (or not Linux): auto must ask torch")
+    run_python("import sys; from curation_assets.core import resolve_device; "
+               "assert resolve_device('auto') == 'cpu'; sys.exit('torch' in sys.modules)")

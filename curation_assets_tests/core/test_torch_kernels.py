@@ -158,6 +158,7 @@ def test_low_dimension_takes_the_k_d_tree_path_on_every_device():
 
 
 def test_device_names(monkeypatch):
+    monkeypatch.setattr("curation_assets.core.devices._nvidia_gpu_visible", lambda: True)
     assert resolve_device("torch-cpu") == "torch-cpu"
     assert resolve_device("cuda:1") == "cuda:1"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

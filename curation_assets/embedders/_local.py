@@ -3,6 +3,7 @@ lies, its identity, decoding and fixed-shape batches."""
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Callable, Sequence
 from importlib import metadata
@@ -13,9 +14,27 @@ import numpy as np
 
 from curation_assets.core.linalg import unit_rows
 
-from .base import EmbedResult, ModelNotAvailableError, Progress, set_offline_env
+from .base import EmbedResult, ModelNotAvailableError, Progress, set_offline_env, torch_device
 
 TEXT_BATCH_ROWS = 16  # texts per forward pass unless batch_size is configured (every pass is padded to it)
+
+
+class LocalModel:
+    """What the embedders of a local model directory share: the argument checks, the torch device, the
+    directory (:func:`resolve_model_dir`); ``library`` names the library in messages."""
+
+    library: str
+
+    def __init__(self, model: str, batch_size: int | None = None, device: str = "auto") -> None:
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model = model
+        self.device = torch_device(device)
+        self._model: Any = None
+
+    @functools.cached_property
+    def model_dir(self) -> Path:
+        return resolve_model_dir(self.model, self.library)
 
 
 def resolve_model_dir(model: str | None, library: str) -> Path:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,11 +14,11 @@ from curation_assets.core.linalg import unit_rows
 
 from ._local import (
     TEXT_BATCH_ROWS,
+    LocalModel,
     device_class,
     embed_images,
     library_version,
     pad_rows,
-    resolve_model_dir,
     split_texts,
 )
 from .base import (
@@ -30,36 +29,28 @@ from .base import (
     default_batch_size,
     directory_digest,
     set_offline_env,
-    torch_device,
 )
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
 
 
-class _OpenClipEmbedder:
+class _OpenClipEmbedder(LocalModel):
     """An ``open_clip`` model loaded with ``create_model_and_transforms("local-dir:<dir>")``; a folder without
     weights is refused (open_clip would build a random model)."""
 
     modality = ""
     dedup_threshold = None  # an unknown model's cosine scale: curation.yaml must set dedup.threshold
     config_options: frozenset = frozenset()
+    library = "open_clip"
 
     @classmethod
     def from_config(cls, cfg, device: str, batch_size: int | None):
         return cls(cfg.model, batch_size=batch_size, device=device)
 
     def __init__(self, model: str, batch_size: int | None = None, device: str = "auto") -> None:
-        if batch_size is not None and batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.model = model
-        self.device = torch_device(device)
+        super().__init__(model, batch_size, device)
         self.name = f"open_clip:{model}|{self.modality}"
-        self._model: Any = None
         self._preprocess: Any = None
-
-    @functools.cached_property
-    def model_dir(self) -> Path:
-        return resolve_model_dir(self.model, "open_clip")
 
     @functools.cached_property
     def identity(self) -> str:

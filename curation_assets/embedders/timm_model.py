@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from ._local import device_class, embed_images, library_version, resolve_model_dir
+from ._local import LocalModel, device_class, embed_images, library_version
 from .base import (
     EmbedResult,
     Progress,
@@ -16,11 +15,10 @@ from .base import (
     default_batch_size,
     directory_digest,
     set_offline_env,
-    torch_device,
 )
 
 
-class TimmEmbedder:
+class TimmEmbedder(LocalModel):
     """Embeds encoded image bytes with a ``timm`` model: the features before the classifier
     (``forward_head(forward_features(x), pre_logits=True)``), L2-normalised. Preprocessing is the model's own
     evaluation transform (``timm.data.resolve_data_config`` of its ``pretrained_cfg``: input size,
@@ -32,24 +30,17 @@ class TimmEmbedder:
     reader = "image"
     dedup_threshold = None  # an unknown model's cosine scale: curation.yaml must set dedup.threshold
     config_options: frozenset = frozenset()
+    library = "timm"
 
     @classmethod
     def from_config(cls, cfg, device: str, batch_size: int | None) -> TimmEmbedder:
         return cls(cfg.model, batch_size=batch_size, device=device)
 
     def __init__(self, model: str, batch_size: int | None = None, device: str = "auto") -> None:
-        if batch_size is not None and batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.model = model
-        self.device = torch_device(device)
+        super().__init__(model, batch_size, device)
         self.batch_size = batch_size or default_batch_size(self.device)
         self.name = f"timm:{model}"
-        self._model: Any = None
         self._transform: Any = None
-
-    @functools.cached_property
-    def model_dir(self) -> Path:
-        return resolve_model_dir(self.model, "timm")
 
     @functools.cached_property
     def identity(self) -> str:

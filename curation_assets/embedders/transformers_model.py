@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,11 +13,11 @@ from curation_assets.core.linalg import unit_rows
 
 from ._local import (
     TEXT_BATCH_ROWS,
+    LocalModel,
     device_class,
     embed_images,
     library_version,
     pad_rows,
-    resolve_model_dir,
     split_texts,
 )
 from .base import (
@@ -28,14 +27,13 @@ from .base import (
     default_batch_size,
     directory_digest,
     set_offline_env,
-    torch_device,
 )
 
 TOKEN_BUCKET = 16  # texts are padded to a multiple of this many tokens (a fixed shape per length bucket)
 _FALLBACK_MAX_LENGTH = 512
 
 
-class _TransformersEmbedder:
+class _TransformersEmbedder(LocalModel):
     """A model loaded with ``AutoModel`` from a local directory (or a hub id already in the local cache).
 
     The model's output: ``get_text_features`` / ``get_image_features`` for a dual encoder (CLIP, SigLIP: a
@@ -48,22 +46,16 @@ class _TransformersEmbedder:
     modality = ""
     dedup_threshold = None  # an unknown model's cosine scale: curation.yaml must set dedup.threshold
     config_options = frozenset({"pooling"})  # the optional EmbedderConfig fields it reads
+    library = "transformers"
 
     def __init__(self, model: str, pooling: str | None = None, batch_size: int | None = None,
                  device: str = "auto") -> None:
-        if batch_size is not None and batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if pooling not in (None, "mean", "cls", "pooler"):
             raise ValueError(f"pooling must be mean, cls or pooler, got {pooling!r}")
-        self.model, self.pooling = model, pooling
-        self.device = torch_device(device)
+        super().__init__(model, batch_size, device)
+        self.pooling = pooling
         self.name = f"transformers:{model}"
-        self._model: Any = None
         self._preprocessor: Any = None
-
-    @functools.cached_property
-    def model_dir(self) -> Path:
-        return resolve_model_dir(self.model, "transformers")
 
     @functools.cached_property
     def identity(self) -> str:

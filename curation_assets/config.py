@@ -20,8 +20,7 @@ from curation_assets.core import LevelSpec
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / "curation.yaml"
 
-# The paper's shape, relative to the pool: k1 = n/20, then one cluster per 4 below, no resampling
-# (bench/tune_quality.py: resampling lowered the probe on pools of a few thousand).
+# The paper's shape, relative to the pool: k1 = n/20, then one cluster per 4 below, no resampling.
 DEFAULT_LEVELS = (LevelSpec(per_cluster=20), LevelSpec(per_cluster=4), LevelSpec(per_cluster=4))
 
 

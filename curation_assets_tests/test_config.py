@@ -17,7 +17,8 @@ def test_repo_config_is_valid_and_sizes_levels_relative_to_the_pool():
     assert set(cfg.modalities) == {"simulated", "text", "image", "satellite"}
     text_levels = cfg.modality("text").levels
     assert all(isinstance(level, LevelSpec) and level.per_cluster for level in text_levels)
-    assert [level.clusters_for(n) for level, n in zip(text_levels, (12000, 600, 150), strict=True)] == [600, 150, 15]
+    assert [level.clusters_for(12000) for level in text_levels] == [600]
+    assert [level.clusters_for(1000) for level in text_levels] == [50]
 
 
 @pytest.mark.parametrize("text, message", [

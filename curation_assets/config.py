@@ -20,8 +20,11 @@ from curation_assets.core import LevelSpec
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / "curation.yaml"
 
-# The paper's shape, relative to the pool: k1 = n/20, then one cluster per 4 below, no resampling.
-DEFAULT_LEVELS = (LevelSpec(per_cluster=20), LevelSpec(per_cluster=4), LevelSpec(per_cluster=4))
+# What a modality without ``levels``/``alpha`` gets: the recipe with the best worst-pool margin over random in the
+# leave-one-pool-out study (bench/tune_defaults.py): one level of n/20 clusters with 10 resampling steps, and a
+# tempered budget. The paper's deeper shape (n/20, then ÷4, ÷4) is for pools of millions: give it as ``levels``.
+DEFAULT_LEVELS = (LevelSpec(per_cluster=20, resampling_steps=10),)
+DEFAULT_ALPHA = 0.25
 
 
 class ConfigError(ValueError):
@@ -115,7 +118,7 @@ class SamplingConfig(_Strict):
     fraction: float | None = Field(default=None, gt=0, le=1)
     strategy: Literal["random", "closest"] = "random"
     multiplier: int = Field(default=1, ge=1)
-    alpha: float = Field(default=0.0, ge=0.0, le=1.0)  # budget ∝ size^alpha: 0 = balanced (paper), 1 = proportional
+    alpha: float = Field(default=DEFAULT_ALPHA, ge=0.0, le=1.0)  # budget ∝ size^alpha: 0 balanced (paper)
     seed: int = 0
 
     @model_validator(mode="after")

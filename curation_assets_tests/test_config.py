@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from curation_assets.config import DEFAULT_LEVELS, ConfigError, load_config
+from curation_assets.config import DEFAULT_ALPHA, DEFAULT_LEVELS, ConfigError, load_config
 from curation_assets.core import LevelSpec
 from curation_assets.store import Layout, confined, load_npy, save_npy
 
@@ -52,6 +52,7 @@ def test_unknown_modality(tmp_path):
 def test_default_levels_follow_the_pool_and_use_the_papers_rule_for_r(tmp_path):
     cfg = load_config(write(tmp_path, "modalities:\n  t:\n    embedder: {kind: points}\n"))
     assert cfg.modality("t").levels == DEFAULT_LEVELS
+    assert cfg.modality("t").sampling.alpha == DEFAULT_ALPHA
     first = DEFAULT_LEVELS[0].resolved(12000)
     assert (first.n_clusters, first.sample_size) == (600, 10)  # r = half of the mean cluster size (20)
     assert LevelSpec(10, sample_size=3).resolved(1000).sample_size == 3

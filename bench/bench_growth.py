@@ -88,10 +88,11 @@ def main() -> None:
 def report(args, n_new, first, after, wall_first, wall_grown, same) -> None:
     print(f"machine: {os.cpu_count()} cores; load {os.getloadavg()[0]:.2f}; pool {args.rows} glosses + {n_new} new\n")
     print("| step | from scratch s | after +1 % s | share |\n|---|---|---|---|")
-    for step in STEPS:
+    steps = [s for s in STEPS if s in first]
+    for step in steps:
         print(f"| {step} | {first[step]:.2f} | {after[step]:.2f} | {after[step] / max(first[step], 1e-9):.0%} |")
     embed_less_load = after["embeddings"] - (after["model_load_seconds"] or 0)
-    others = [s for s in STEPS if s != "benchmark_scores"]
+    others = [s for s in steps if s != "benchmark_scores"]
     print(f"\nembeddings after +1 %: {after['embedded_new_rows']} embedded, {after['reused_from_cache']} reused; "
           f"model load {after['model_load_seconds']} s, cache lookup {after['cache_lookup_seconds']} s, "
           f"embedding {after['embed_seconds']} s, shards from the cache {after['shards_from_cache_seconds']} s")

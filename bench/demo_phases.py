@@ -21,7 +21,8 @@ def main() -> None:
     table = {m: step_seconds(args.root, m) for m in args.partitions}
     print("| step | " + " | ".join(args.partitions) + " |\n|---|" + "---|" * len(args.partitions))
     for step in STEPS:
-        print(f"| {step} | " + " | ".join(f"{table[m][step]:.1f}" for m in args.partitions) + " |")
+        print(f"| {step} | " + " | ".join(f"{table[m][step]:.1f}" if step in table[m] else "–"
+                                          for m in args.partitions) + " |")
     totals = {m: sum(t.values()) for m, t in table.items()}
     print("| **all steps** | " + " | ".join(f"{totals[m]:.1f}" for m in args.partitions) + " |")
     print("| **benchmark_scores share** | " + " | ".join(

@@ -13,14 +13,20 @@ FAMILY = {"raw_corpus": "corpus", "embeddings": "embeddings", "deduplicated": "d
           "balanced_subset": "curated", "benchmark_scores": "benchmarks", "curated_dataset": "datasets"}
 
 
+def record_path(root: Path, step: str, modality: str) -> Path:
+    if step in FAMILY:
+        return root / FAMILY[step] / f".{modality}.record.json"
+    return root / "clustering" / modality / f".level_{step.rsplit('_', 1)[1]}.record.json"
+
+
 def metadata(root: Path, step: str, modality: str) -> dict:
     """The metadata of a step's published artefact (plain values)."""
-    record = root / FAMILY[step] / f".{modality}.record.json" if step in FAMILY else \
-        root / "clustering" / modality / f".level_{step.rsplit('_', 1)[1]}.record.json"
-    meta = deserialize_value(json.loads(record.read_text())["metadata"], dict)
+    meta = deserialize_value(json.loads(record_path(root, step, modality).read_text())["metadata"], dict)
     return {k: getattr(v, "value", v) for k, v in meta.items()}
 
 
 def step_seconds(root: Path, modality: str) -> dict[str, float]:
-    """Seconds each step's computation took (a pass-through level: its own small bookkeeping)."""
-    return {step: float(metadata(root, step, modality)["seconds"]) for step in STEPS}
+    """Seconds each step's computation took (a pass-through level: its own small bookkeeping); a level asset the
+    run's graph does not have (its configuration has fewer levels) is left out."""
+    return {step: float(metadata(root, step, modality)["seconds"]) for step in STEPS
+            if step in FAMILY or record_path(root, step, modality).exists()}

@@ -4,7 +4,7 @@
 
 Builds each folder with ``curation_assets.demo.folders`` (images: 10 Fashion-MNIST classes, 450 → 45 per
 class, an exact copy of every 7th image; text: WordNet glosses of 8 distinct topics, 300 → 30 per class, a
-case/whitespace variant of every 7th), runs ``dagster asset materialize --select '*'`` on it with the bundled
+case/whitespace variant of every 7th), runs ``dg launch --job curate`` on it with the bundled
 ``curation.yaml``'s settings for that modality (only the source changed to the folder: what a new user gets),
 and prints what ``benchmark_scores`` measured on the published ``subset.parquet``: its label balance and probe
 accuracy against random samples of the same size (mean ± std over the seeds), and the subset's size and pool.
@@ -53,9 +53,8 @@ def main():
             labels, copies = image_folder(raw, long_tail(10, 450, 45), copies_every=7)
         else:
             labels, copies = text_corpus(raw, long_tail(len(TEXT_CLASSES), 300, 30), copies_every=7)
-        run = subprocess.run([str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m",
-                              "curation_assets", "--select", "*", "--partition", modality], cwd=REPO, env=env,
-                             capture_output=True, text=True)
+        run = subprocess.run([str(Path(sys.executable).parent / "dg"), "launch", "--job", "curate",
+                              "--partition", modality], cwd=REPO, env=env, capture_output=True, text=True)
         if run.returncode != 0:
             raise RuntimeError(run.stderr[-3000:])
         scores = Scores.open(Layout(modality, out / "data"))

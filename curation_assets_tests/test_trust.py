@@ -220,3 +220,53 @@ def test_dedup_removes_every_planted_copy_and_no_distinct_text(small_config, dat
     assert set(removed["id"].to_list()) == set(planted)
     assert dict(removed.select("id", "duplicate_of").iter_rows()) == planted
     assert (removed["similarity"] >= 0.94).all()
+
+
+@pytest.mark.slow
+def test_bad_inputs_meet_a_user_at_the_command_line(small_config, tmp_path):
+    """Items 2, 3, 7, 8 and 9 through ``dg launch``, as a user meets them: each error names what to fix, a cap
+    is counted, ignored files are counted, and a hostile modality name writes and deletes nothing."""
+    root = tmp_path / "data"
+    env = cli_env(small_config, root, tmp_path / "home")
+    victim = tmp_path / "victim" / "shards"
+    victim.mkdir(parents=True)
+    (victim / "important.txt").write_text("keep me")
+    hostile = tmp_path / "hostile.yaml"
+    hostile.write_text(json.dumps({"modalities": {"../../victim": {"source": {"kind": "simulated"},
+                                                                   "embedder": {"kind": "points"}}}}))
+    refused = launch({**env, "CURATION_CONFIG": str(hostile)}, "../../victim")
+    assert refused.returncode != 0 and "modality name" in refused.stderr
+    assert (victim / "important.txt").read_text() == "keep me" and not (tmp_path / "victim" / "corpus").exists()
+
+    unknown = launch(env, "video")
+    assert unknown.returncode != 0 and all(name in unknown.stderr for name in ("simulated", "text", "image"))
+
+    folder = raw(root, "text")
+    bad_inputs = {
+        "emoji.jsonl": ('{"text": "fine"}\n{"text": "half an emoji \\ud83d"}\n',
+                        "emoji.jsonl: line 2: 'text' holds a lone surrogate"),
+        "ragged.csv": ("id,text\na,first\nb,second,extra\nc,third\n", "ragged.csv: line 3 has 3 fields"),
+        "docs.jsonl": ("".join(json.dumps({"id": f"r{i % 399}", "text": f"row {i}"}) + "\n" for i in range(400)),
+                       "docs.jsonl line 400"),
+    }
+    for name, (content, message) in bad_inputs.items():
+        (folder / name).write_text(content)
+        failed = launch(env, "text", assets="raw_corpus")
+        assert failed.returncode != 0 and message in failed.stderr, failed.stderr[-2000:]
+        (folder / name).unlink()
+
+    pl.DataFrame([{"id": f"{c}-{i:04d}", "text": f"{c} item {i}", "label": c}
+                  for c, n in (("coat", 300), ("shirt", 250), ("bag", 70), ("trouser", 30)) for i in range(n)]
+                 ).write_parquet(folder / "sorted_by_class.parquet")
+    for name in ("readme.md", "logo.svg"):
+        (folder / name).write_text("x")
+    launch_ok(env, "text", assets="raw_corpus")
+    meta = metadata_of(root, "corpus", "text")
+    assert meta["dagster/row_count"] == 650 and meta["ignored_files"] == {".md": 1, ".svg": 1}  # no cap unless set
+    edit_config(small_config, USER_TEXT, "source: {kind: auto, max_items: 600}")
+    capped = launch_ok(env, "text", assets="raw_corpus")
+    meta = metadata_of(root, "corpus", "text")
+    assert meta["dagster/row_count"] == 600 and meta["rows_dropped_by_max_items"] == 50
+    assert "max_items" in capped.stderr  # and the log says so
+    counts = dict(pl.read_parquet(root / "corpus/text/corpus.parquet")["label"].value_counts().iter_rows())
+    assert set(counts) == {"coat", "shirt", "bag", "trouser"} and counts["trouser"] >= 20  # drawn, not by file order

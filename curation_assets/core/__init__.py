@@ -29,10 +29,11 @@ from curation_assets.core.metrics import (
 )
 from curation_assets.core.sampling import balanced_budget, hierarchical_sampling, tempered_budget
 from curation_assets.core.seeding import kmeans_plusplus
+from curation_assets.core.splits import Splitter
 
 __all__ = [
     "Assigner", "HierarchicalClustering", "KMeansResult", "Level", "LevelSpec", "Metric", "assign",
     "balanced_budget", "cluster_size_stats", "fit_level", "gini", "hierarchical_kmeans", "hierarchical_sampling",
     "kde_kl_to_uniform", "kl_to_uniform", "kmeans", "kmeans_plusplus", "label_balance", "level_seed",
-    "normalized_entropy", "plan_level", "resolve_device", "tempered_budget",
+    "normalized_entropy", "plan_level", "resolve_device", "Splitter", "tempered_budget",
 ]

@@ -21,7 +21,8 @@ from curation_assets.core._validation import as_float32_matrix, check_finite
 from curation_assets.core.assignment import Assigner, Metric, gemm_pairs
 from curation_assets.core.clustering import assign, fit_centroids
 from curation_assets.core.devices import kernels_for
-from curation_assets.core.workers import label_order, shared_workers
+from curation_assets.core.splits import SplitSettings, Splitter, split_clusters
+from curation_assets.core.workers import label_order
 
 ResampleStrategy = Literal["closest", "random"]
 RESAMPLE_STRATEGIES = ("closest", "random")
@@ -172,33 +173,28 @@ def _compact(centroids: np.ndarray, labels: np.ndarray, dists: np.ndarray, dista
 
 
 def _split_clusters(X: np.ndarray, labels: np.ndarray, n_clusters: int, spec: LevelSpec, metric: Metric,
-                    rng: np.random.Generator, device: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Split every cluster into up to ``n_splits`` sub-clusters with a small k-means inside it (docs/method.md, splits).
+                    rng: np.random.Generator, splitter: Splitter) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Split every cluster into up to ``n_splits`` sub-clusters with a small k-means inside it (docs/method.md, splits;
+    :mod:`curation_assets.core.splits`), the clusters' seeds drawn here in cluster order.
 
     Points keep the sub-cluster they get inside their own cluster (no global re-assignment over all k·s
-    centroids, which would cost as much as a flat k·s k-means). A cluster's members are never copied
-    whole: its k-means trains on a bounded sample of them and its assignment streams them in chunks.
+    centroids, which would cost as much as a flat k·s k-means).
     Returns (centroids, labels, squared distances to the own sub-centroid, GEMM distance pairs).
     """
     order = label_order(labels, n_clusters)  # members of a cluster in increasing row order
     bounds = np.searchsorted(labels[order], np.arange(n_clusters + 1))
+    clusters = [(order[bounds[c] : bounds[c + 1]], int(rng.integers(2**31 - 1)))
+                for c in range(n_clusters) if bounds[c + 1] > bounds[c]]
+    settings = SplitSettings(spec.n_splits, metric, spec.n_iter, spec.max_points_per_centroid,
+                             spec.seeding_candidates)
     new_labels, dists = np.empty(len(labels), dtype=np.int64), np.empty(len(labels), dtype=np.float32)
-    parts, offset, pairs = [], 0, 0
-    workers = shared_workers()
-    for c in range(n_clusters):
-        members = order[bounds[c] : bounds[c + 1]]
-        if len(members) == 0:
-            continue
-        s = min(spec.n_splits, len(members))
-        fit = fit_centroids(X, s, np.random.default_rng(int(rng.integers(2**31 - 1))), rows=members,
-                            n_iter=spec.n_iter, metric=metric, max_points_per_centroid=spec.max_points_per_centroid,
-                            seeding_candidates=spec.seeding_candidates, workers=workers, device=device)
-        sub_labels, dists[members] = assign(X, fit.centroids, metric, rows=members, device=device)
-        new_labels[members] = offset + sub_labels
-        parts.append(fit.centroids)
-        offset += s
-        pairs += fit.distance_pairs + gemm_pairs(len(members), s, X.shape[1])
-    return np.concatenate(parts, axis=0), new_labels, dists, pairs
+    offset, pairs = 0, 0
+    results = splitter(X, clusters, settings)
+    for (members, _), (centroids, sub_labels, sub_dists, sub_pairs) in zip(clusters, results, strict=True):
+        new_labels[members], dists[members] = offset + sub_labels, sub_dists
+        offset += len(centroids)
+        pairs += sub_pairs
+    return np.concatenate([r[0] for r in results], axis=0), new_labels, dists, pairs
 
 
 def _kmeans_and_resampling(X_t, spec: LevelSpec, metric: Metric, assigner: Assigner, rng: np.random.Generator,
@@ -232,7 +228,8 @@ def _kmeans_and_resampling(X_t, spec: LevelSpec, metric: Metric, assigner: Assig
 
 
 def fit_level(X_t, spec: LevelSpec, *, seed: int = 0, metric: Metric = "l2", assigner: Assigner | None = None,
-              log: Callable[[str], None] | None = None, device: str = "cpu") -> Level:
+              splitter: Splitter | None = None, log: Callable[[str], None] | None = None,
+              device: str = "cpu") -> Level:
     """Fit one level on its input X_t (points for level 1, previous centroids above).
 
     Parameters
@@ -246,6 +243,9 @@ def fit_level(X_t, spec: LevelSpec, *, seed: int = 0, metric: Metric = "l2", ass
     assigner : Assigner, optional
         Runs the passes over all of X_t (the assignment after k-means and after every resampling step);
         default: in-process :func:`assign` on ``device``. k-means training runs here, on bounded samples.
+    splitter : Splitter, optional
+        Runs the splits' small k-means (``n_splits`` > 1), one task per group of clusters; default: in-process
+        :func:`~curation_assets.core.splits.split_clusters` on ``device``.
     log : callable, optional
         Called with one line after the k-means, after every resampling step and after the splits, each with
         its seconds (progress for a long level).
@@ -274,7 +274,8 @@ def fit_level(X_t, spec: LevelSpec, *, seed: int = 0, metric: Metric = "l2", ass
     centroids, labels, dists, pairs = _kmeans_and_resampling(X_t, spec, metric, assigner, rng, log, device)
     if spec.n_splits > 1:
         started = time.perf_counter()
-        centroids, labels, dists, split_pairs = _split_clusters(X_t, labels, k, spec, metric, rng, device)
+        splitter = splitter or functools.partial(split_clusters, device=device)
+        centroids, labels, dists, split_pairs = _split_clusters(X_t, labels, k, spec, metric, rng, splitter)
         pairs += split_pairs
         log(f"splits: {k} clusters into up to {spec.n_splits} each, {time.perf_counter() - started:.1f} s")
     return _compact(centroids, labels, dists, pairs)
@@ -333,12 +334,13 @@ class HierarchicalClustering:
 
 
 def hierarchical_kmeans(X, levels: Sequence[LevelSpec], *, seed: int = 0, metric: Metric = "l2",
-                        on_level: Callable[[int, Level], None] | None = None,
-                        assigner: Assigner | None = None, device: str = "cpu") -> HierarchicalClustering:
+                        on_level: Callable[[int, Level], None] | None = None, assigner: Assigner | None = None,
+                        splitter: Splitter | None = None, device: str = "cpu") -> HierarchicalClustering:
     """Fit all levels bottom-up; level t clusters the centroids of level t-1.
 
     X: (n, d) float32 ndarray or memmap. Deterministic for a given seed. ``on_level(t, level)``
-    is called after each level (progress, checkpoints); ``assigner`` runs the full-pool passes;
+    is called after each level (progress, checkpoints); ``assigner`` runs the full-pool passes, ``splitter``
+    the splits;
     ``device`` runs the heavy passes of every level (:func:`fit_level`).
     A level too large for its input is shrunk (level 1) or dropped with the levels above it
     (:func:`plan_level`); the returned tree's ``notes`` say so.
@@ -354,7 +356,8 @@ def hierarchical_kmeans(X, levels: Sequence[LevelSpec], *, seed: int = 0, metric
         notes += [note] if note else []
         if spec is None:
             break
-        level = fit_level(inp, spec, seed=level_seed(seed, t), metric=metric, assigner=assigner, device=device)
+        level = fit_level(inp, spec, seed=level_seed(seed, t), metric=metric, assigner=assigner, splitter=splitter,
+                          device=device)
         fitted.append(level)
         if on_level is not None:
             on_level(t, level)

@@ -1,14 +1,15 @@
 """Execution backends for the data-parallel passes of curation (no Dagster here).
 
-Two passes grow with the pool: embedding every corpus row, and assigning every pool row to its
-nearest centroid (after k-means and after each resampling step, docs/method.md section 2). k-means training stays
-in the calling process on a bounded sample. A backend cuts each pass into the same tasks
-(:func:`task_ranges`) and runs the same function per task (:func:`embed_rows`,
-:func:`assign_rows`), so a seed gives identical bytes whichever backend ran:
+Three passes grow with the pool: embedding every corpus row, assigning every pool row to its nearest centroid
+(after k-means and after each resampling step, docs/method.md section 2), and a level's splits (a small k-means
+inside every cluster). A level's k-means and resampling k-means train in the calling process on a bounded sample.
+A backend cuts each pass into the same tasks (:func:`task_ranges`, :func:`~curation_assets.core.splits.split_groups`)
+and runs the same function per task (:func:`embed_rows`, :func:`assign_rows`,
+:func:`~curation_assets.core.splits.split_clusters`), so a seed gives identical bytes whichever backend ran:
 
 - :class:`InProcessBackend` (``local``): the tasks one after another in this process;
 - ``RayBackend`` (``ray``, optional extra ``pip install -e .[ray]``): embedding tasks on a pool of
-  Ray actors (one model per actor), assignment tasks as Ray tasks over the embedding shards.
+  Ray actors (one model per actor), assignment and split tasks as Ray tasks over the embedding shards.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import pyarrow.parquet as pq
 from curation_assets.config import ExecutionConfig
 from curation_assets.core.assignment import Metric
 from curation_assets.core.clustering import assign
+from curation_assets.core.splits import ClusterToSplit, SplitResult, SplitSettings, split_clusters, split_groups
 
 RAY_SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
@@ -101,6 +103,14 @@ class InProcessBackend(TaskCounter):
         """The core's ``Assigner``: the same tasks as every backend, run here on the configured device."""
         self._count(self.worker, tasks=len(task_ranges(len(X), self.assign_task_rows)))
         return assign(X, centroids, metric, chunk_rows=self.assign_task_rows, device=self.device)
+
+    def split(self, X, clusters: list[ClusterToSplit], settings: SplitSettings) -> list[SplitResult]:
+        """The core's ``Splitter``: one task per group of about ``assign_task_rows`` member rows, run here."""
+        results: list[SplitResult] = []
+        for group in split_groups(clusters, self.assign_task_rows):
+            self._count(self.worker)
+            results += split_clusters(X, group, settings, device=self.device)
+        return results
 
 
 @functools.lru_cache(maxsize=4)

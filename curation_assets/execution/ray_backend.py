@@ -1,4 +1,4 @@
-"""The Ray backend: embedding tasks on Ray actors (one model per actor), assignment tasks as Ray tasks.
+"""The Ray backend: embedding tasks on Ray actors (one model per actor), assignment and split tasks as Ray tasks.
 
 Workers read the corpus and the embedding shards by path (nothing but task descriptions and results
 crosses the network), so every node must see the data root at the same path; this is checked on every
@@ -22,6 +22,13 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy  # noq
 
 from curation_assets.config import RayConfig  # noqa: E402
 from curation_assets.core.assignment import Metric  # noqa: E402
+from curation_assets.core.splits import (  # noqa: E402
+    ClusterToSplit,
+    SplitResult,
+    SplitSettings,
+    split_clusters,
+    split_groups,
+)
 from curation_assets.execution import TaskCounter, assign_rows, embed_rows, row_tasks, task_ranges  # noqa: E402
 
 TASKS_IN_FLIGHT_PER_CPU = 2  # assignment tasks queued per cluster CPU (bounds the object store's use)
@@ -57,13 +64,20 @@ def _assign_task(X, centroids: np.ndarray, metric: Metric, start: int, stop: int
     return labels, dists, ray_worker_id()
 
 
+@ray.remote(max_retries=TASK_RETRIES)
+def _split_task(X, clusters: list[ClusterToSplit], settings: SplitSettings):
+    """One group of a level's splits on a worker: X arrives as shard paths (reopened as memory maps) or by
+    reference; only the group's members are read."""
+    return split_clusters(X, clusters, settings), ray_worker_id()
+
+
 @ray.remote(num_cpus=0)
 def _path_visible(path: str) -> bool:
     return Path(path).exists()
 
 
 class RayBackend(TaskCounter):
-    """Sends embedding and assignment tasks to Ray (see :mod:`curation_assets.execution`)."""
+    """Sends embedding, assignment and split tasks to Ray (see :mod:`curation_assets.execution`)."""
 
     name = "ray"
 
@@ -150,6 +164,22 @@ class RayBackend(TaskCounter):
             labels[start:stop], dists[start:stop] = lab, dist
             self._count(worker)
         return labels, dists
+
+
+    def split(self, X, clusters: list[ClusterToSplit], settings: SplitSettings) -> list[SplitResult]:
+        """The core's ``Splitter`` as Ray tasks, one per group of clusters (the same groups as in-process)."""
+        self.connect()
+        if getattr(X, "paths", None):
+            self.check_storage(X.paths[0])
+            x_ref = ray.put(X)  # pickled as shard paths and the pool's rows, no embedding copied
+        else:
+            x_ref = ray.put(np.ascontiguousarray(X, dtype=np.float32))
+        tasks = (_split_task.remote(x_ref, group, settings) for group in split_groups(clusters, self.assign_task_rows))
+        results: list[SplitResult] = []
+        for group_results, worker in _ordered(tasks, TASKS_IN_FLIGHT_PER_CPU * self.cluster_cpus()):
+            results += group_results
+            self._count(worker)
+        return results
 
 
 def _ordered(refs: Iterable, window: int) -> Iterator:

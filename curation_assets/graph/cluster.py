@@ -75,7 +75,7 @@ def fit(step: Step, t: int, below: Tree, spec: LevelSpec, base_seed: int, execut
     progress = ProgressLog(step, f"level {t}", total=1, every_s=3.0)
     seed = level_seed(base_seed, t)
     level = fit_level(below.next_input(), spec, seed=seed, metric=step.cfg.metric, assigner=backend.assign,
-                      log=progress.line, device=device)
+                      splitter=backend.split, log=progress.line, device=device)
     inputs = np.ones(len(level.assignment), dtype=np.int64) if t == 1 else below.cluster_sizes(t - 1)
     sizes = np.bincount(level.assignment, weights=inputs, minlength=level.n_clusters).astype(np.int64)
     Tree.write_level(step.layout, t, level, sizes)

@@ -77,6 +77,20 @@ def test_in_process_assignment_is_the_core_assignment_in_tasks():
     assert backend.run_summary() == {"execution": "local", "tasks": 8, "workers": [f"local:{os.getpid()}"]}
 
 
+def test_in_process_splits_run_in_groups_of_clusters_with_the_cores_result():
+    from curation_assets.core.splits import SplitSettings, split_clusters
+
+    X = np.random.default_rng(1).standard_normal((2000, 16)).astype(np.float32)
+    clusters = [(np.arange(start, start + 250), start) for start in range(0, 2000, 250)]
+    backend = InProcessBackend(embed_task_rows=10, assign_task_rows=500)
+    got = backend.split(X, clusters, SplitSettings(n_splits=3))
+    want = split_clusters(X, clusters, SplitSettings(n_splits=3))
+    for a, b in zip(got, want, strict=True):
+        for x, y in zip(a, b, strict=True):
+            np.testing.assert_array_equal(x, y)
+    assert backend.run_summary()["tasks"] == 4  # 8 clusters of 250 rows, 500 rows a task
+
+
 def test_make_backend_is_one_per_settings_and_ray_missing_is_explained(monkeypatch):
     cfg = ExecutionConfig(embed_task_rows=11)
     assert make_backend(cfg) is make_backend(ExecutionConfig(embed_task_rows=11))

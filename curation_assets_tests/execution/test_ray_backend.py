@@ -38,13 +38,16 @@ def sharded_pool(tmp_path, X):
 
 @pytest.mark.parametrize("metric", ["l2", "cosine"])
 def test_a_level_fitted_through_ray_is_identical(tmp_path, ray_backend, metric):
+    """The assignments and the splits run as Ray tasks: the level is the in-process one, byte for byte."""
     X = np.random.default_rng(3).standard_normal((5000, 48)).astype(np.float32)
-    spec = LevelSpec(40, resampling_steps=3, sample_size=6)
+    spec = LevelSpec(40, resampling_steps=3, sample_size=6, n_splits=3)
     local = InProcessBackend(embed_task_rows=100, assign_task_rows=300)
     ray_backend.reset_stats()
     for inputs in (sharded_pool(tmp_path, X), X[:1234]):  # shard files by path, an in-memory array by reference
-        a = fit_level(inputs, spec, seed=5, metric=metric, assigner=local.assign)
-        b = fit_level(inputs, spec, seed=5, metric=metric, assigner=ray_backend.assign)
+        a = fit_level(inputs, spec, seed=5, metric=metric, assigner=local.assign, splitter=local.split)
+        b = fit_level(inputs, spec, seed=5, metric=metric, assigner=ray_backend.assign, splitter=ray_backend.split)
+        assert a.n_clusters > spec.n_clusters  # the splits ran
+        np.testing.assert_array_equal(fit_level(inputs, spec, seed=5, metric=metric).assignment, a.assignment)
         np.testing.assert_array_equal(a.assignment, b.assignment)
         np.testing.assert_array_equal(a.distances, b.distances)
         np.testing.assert_array_equal(a.centroids, b.centroids)

@@ -40,6 +40,7 @@ import re
 import resource
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -60,6 +61,7 @@ hierarchy_module = importlib.import_module("curation_assets.core.hierarchy")
 backend_faiss = importlib.import_module("curation_assets.core.backend_faiss")
 clustering = importlib.import_module("curation_assets.core.clustering")
 seeding = importlib.import_module("curation_assets.core.seeding")
+splits_module = importlib.import_module("curation_assets.core.splits")
 
 DEFAULT_LEVELS = [
     LevelSpec(2000, n_splits=10, resampling_steps=1, sample_size=1),
@@ -139,6 +141,7 @@ def phase_clock():
     clock.wrap(backend_faiss.FaissKernels, "lloyd", "Lloyd")
     clock.wrap(backend_faiss.FaissKernels, "training_rows", "training-row gathers")
     clock.wrap(hierarchy_module, "assign", "assignment")
+    clock.wrap(splits_module, "assign", "assignment")  # a cluster's members to its sub-centroids
     clock.wrap(hierarchy_module, "per_cluster_sample", "resampling draw")
     clock.wrap(hierarchy_module, "_split_clusters", "splits")
     return clock
@@ -148,12 +151,13 @@ def run(data: str, engine: str, target_fraction: float = 0.1, seeding_candidates
         levels: str = "default", device: str = "cpu", phases: bool = False) -> dict:
     X = np.load(data, mmap_mode="r")
     if engine == "sklearn":
-        hierarchy_module.fit_centroids = sklearn_fit_centroids
+        hierarchy_module.fit_centroids = splits_module.fit_centroids = sklearn_fit_centroids
     specs = [replace(spec, seeding_candidates=seeding_candidates) for spec in LEVELS[levels]]
     warmup = warm_up(device, X.shape[1])
     clock = phase_clock() if phases else None
     times = {}
     busy, own = busy_cpu_seconds(), own_cpu_seconds()
+    anon = AnonymousMemory()
     t0 = time.perf_counter()
 
     def mark(t, _level):
@@ -178,7 +182,29 @@ def run(data: str, engine: str, target_fraction: float = 0.1, seeding_candidates
             "total_s": round(t2 - t0, 1), "subset": len(idx), **balance, "gflop": round(flops / 1e9),
             "gflops_per_s": round(flops / 1e9 / (t1 - t0), 1), "others_cpu_s": round(others, 1),
             "load": round(os.getloadavg()[0], 2),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "peak_anonymous_rss_mb": anon.stop()}
+
+
+class AnonymousMemory:
+    """The peak of this process's anonymous resident memory (``RssAnon``, sampled every 0.1 s): what it holds
+    apart from the memory-mapped pool's file pages, which count in the peak RSS once touched but stay
+    reclaimable page cache."""
+
+    def __init__(self):
+        self.peak, self.done = 0, threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+
+    def _sample(self) -> None:
+        while not self.done.wait(0.1):
+            status = Path("/proc/self/status").read_text()
+            self.peak = max(self.peak, int(re.search(r"RssAnon:\s+(\d+)", status).group(1)))
+
+    def stop(self) -> int:
+        self.done.set()
+        self.thread.join()
+        return round(self.peak / 1024)
 
 
 def timed_process(cmd: list[str]) -> tuple[dict, float, float]:

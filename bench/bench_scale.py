@@ -33,6 +33,7 @@ D² sampling, ``--seeding-points-per-centroid 0`` seeds on every training row in
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib
 import json
 import os
@@ -147,9 +148,33 @@ def phase_clock():
     return clock
 
 
+def ray_passes(data: str) -> tuple[object, dict, float]:
+    """The pool as shard paths (what Ray tasks receive) and the Ray backend's assignment and split passes on a local
+    cluster of this machine's cores, started here; returns (pool view, fit_level keyword arguments, start seconds)."""
+    from curation_assets.config import ExecutionConfig, RayConfig
+    from curation_assets.execution import make_backend
+    from curation_assets.store import ShardedArray
+
+    started = time.perf_counter()
+    backend = make_backend(ExecutionConfig(backend="ray", ray=RayConfig(num_cpus=os.cpu_count())))
+    backend.connect()
+    return ShardedArray.from_paths([data]), {"assigner": backend.assign, "splitter": backend.split}, \
+        round(time.perf_counter() - started, 1)
+
+
+def levels_digest(h) -> str:
+    """sha256 of every level's centroids, assignment and distances: equal digests, byte-identical trees."""
+    digest = hashlib.sha256()
+    for level in h.levels:
+        for part in (level.centroids, level.assignment, level.distances):
+            digest.update(np.ascontiguousarray(part).tobytes())
+    return digest.hexdigest()[:16]
+
+
 def run(data: str, engine: str, target_fraction: float = 0.1, seeding_candidates: int | None = None,
-        levels: str = "default", device: str = "cpu", phases: bool = False) -> dict:
+        levels: str = "default", device: str = "cpu", phases: bool = False, backend: str = "local") -> dict:
     X = np.load(data, mmap_mode="r")
+    inputs, passes, ray_start = (X, {}, 0.0) if backend == "local" else ray_passes(data)
     if engine == "sklearn":
         hierarchy_module.fit_centroids = splits_module.fit_centroids = sklearn_fit_centroids
     specs = [replace(spec, seeding_candidates=seeding_candidates) for spec in LEVELS[levels]]
@@ -163,7 +188,7 @@ def run(data: str, engine: str, target_fraction: float = 0.1, seeding_candidates
     def mark(t, _level):
         times[f"level_{t}_s"] = round(time.perf_counter() - t0, 1)
 
-    h = hierarchical_kmeans(X, specs, seed=0, on_level=mark, device=device)
+    h = hierarchical_kmeans(inputs, specs, seed=0, on_level=mark, device=device, **passes)
     t1 = time.perf_counter()
     idx = hierarchical_sampling(h, int(target_fraction * X.shape[0]), seed=0)
     t2 = time.perf_counter()
@@ -176,7 +201,8 @@ def run(data: str, engine: str, target_fraction: float = 0.1, seeding_candidates
     if concepts_path(data).is_file():
         concepts = np.load(concepts_path(data))
         balance["concept_kl_to_uniform"] = round(label_balance(concepts[idx], concepts)["kl_to_uniform"], 4)
-    return {"engine": engine, "device": resolve_device(device), "n": X.shape[0], "d": X.shape[1],
+    return {"engine": engine, "backend": backend, "ray_start_s": ray_start, "device": resolve_device(device),
+            "n": X.shape[0], "d": X.shape[1], "levels_sha256": levels_digest(h),
             "clusters": [lv.n_clusters for lv in h.levels], "warmup_s": warmup,
             **times, "clustering_s": round(t1 - t0, 1), "sampling_s": round(t2 - t1, 2),
             "total_s": round(t2 - t0, 1), "subset": len(idx), **balance, "gflop": round(flops / 1e9),
@@ -218,14 +244,15 @@ def timed_process(cmd: list[str]) -> tuple[dict, float, float]:
     return json.loads([ln for ln in out.stdout.splitlines() if ln.startswith("{")][-1]), seconds, rss
 
 
-def job(pool: str, n: int, concepts: int, noise: float, keep: bool) -> None:
+def job(pool: str, n: int, concepts: int, noise: float, keep: bool, backend: str = "local") -> None:
     """The 1M job: a long-tailed pool (generated once at ``pool``), the default levels, a 10 % draw, timed in a
     fresh process; prints its JSON line, then the process's wall time and peak RSS."""
     if not Path(pool).is_file():
         generate(n, 384, "longtail", pool, concepts=concepts, noise=noise)
     print(f"machine: {os.cpu_count()} cores; load before {os.getloadavg()[0]:.2f}", flush=True)
     try:
-        res, wall, rss = timed_process([sys.executable, __file__, "run", "--data", pool, "--phases"])
+        res, wall, rss = timed_process([sys.executable, __file__, "run", "--data", pool, "--phases",
+                                        "--backend", backend])
     finally:
         if not keep:
             Path(pool).unlink()
@@ -255,22 +282,25 @@ def main():
     r.add_argument("--seeding-points-per-centroid", type=int, default=None,
                    help="bound of the seeding sample (0: none; default: the library's)")
     r.add_argument("--phases", action="store_true", help="seconds per phase (seeding, Lloyd, assignment, ...)")
+    r.add_argument("--backend", choices=["local", "ray"], default="local",
+                   help="ray: assignments and splits as tasks on a local Ray cluster of this machine's cores")
     j = sub.add_parser("job")
     j.add_argument("--pool", default="/tmp/bench_scale_job.npy", help="generated there unless it exists")
     j.add_argument("--n", type=int, default=1_000_000)
     j.add_argument("--concepts", type=int, default=3000)
     j.add_argument("--noise", type=float, default=JOB_NOISE, help="noise std per coordinate")
     j.add_argument("--keep", action="store_true", help="keep the pool for the next run")
+    j.add_argument("--backend", choices=["local", "ray"], default="local")
     args = ap.parse_args()
     if args.cmd == "gen":
         generate(args.n, args.d, args.kind, args.out, concepts=args.concepts, noise=args.noise)
     elif args.cmd == "job":
-        job(args.pool, args.n, args.concepts, args.noise, args.keep)
+        job(args.pool, args.n, args.concepts, args.noise, args.keep, args.backend)
     else:
         if args.seeding_points_per_centroid is not None:
             seeding.SEEDING_POINTS_PER_CENTROID = args.seeding_points_per_centroid or None
         print(json.dumps(run(args.data, args.engine, seeding_candidates=args.seeding_candidates, levels=args.levels,
-                             device=args.device, phases=args.phases)))
+                             device=args.device, phases=args.phases, backend=args.backend)))
 
 
 if __name__ == "__main__":

@@ -66,15 +66,9 @@ def job_flops(n: float, d: int, levels: list[Level]) -> dict[str, float]:
     return flops
 
 
-JOB_1M = (1_000_000, 384, [Level(2000, 1, 1, 10), Level(2000, 10, 5), Level(500, 10, 2), Level(100, 10, 2)])
+JOB_LEVELS = [Level(2000, 1, 1, 10), Level(2000, 10, 5), Level(500, 10, 2), Level(100, 10, 2)]  # bench_scale's job
 PAPER = (743_000_000, 1024, [Level(100_000, 1, 1, 100), Level(500_000, 10, 10), Level(50_000, 10, 5),
                              Level(10_000, 10, 3)])
-
-
-def rates(calibration: dict) -> dict[str, float]:
-    """Achieved FLOP/s per pass of a measured job (its shape must be the 1M job's, scaled in n)."""
-    flops = job_flops(calibration["n"], calibration["d"], JOB_1M[2])
-    return {p: flops[p] / max(calibration["phases_s"][p], 1e-9) for p in PASSES}
 
 
 def fmt_seconds(s: float) -> str:
@@ -89,15 +83,16 @@ def main() -> None:
     ap.add_argument("--calibration", nargs="+", default=["bench/results/scale_job_1m.json"])
     args = ap.parse_args()
     runs = [json.loads(Path(p).read_text()) for p in args.calibration]
-    rate = rates(runs[0])
+    flops = job_flops(runs[0]["n"], runs[0]["d"], JOB_LEVELS)
+    rate = {p: flops[p] / max(runs[0]["phases_s"][p], 1e-9) for p in PASSES}  # achieved FLOP/s per pass
     print(f"calibration: the {runs[0]['n']:,}-row job; achieved rate per pass (model FLOPs / measured s), "
           "2 cores:")
     print("| pass | model TFLOP | measured s | achieved GFLOP/s |\n|---|---:|---:|---:|")
-    flops = job_flops(runs[0]["n"], runs[0]["d"], JOB_1M[2])
     for p in PASSES:
         print(f"| {p} | {flops[p] / 1e12:,.1f} | {runs[0]['phases_s'][p]:.1f} | {rate[p] / 1e9:,.0f} |")
     for run in runs[1:]:
-        predicted = {p: job_flops(run["n"], run["d"], JOB_1M[2])[p] / rate[p] for p in PASSES}
+        run_flops = job_flops(run["n"], run["d"], JOB_LEVELS)
+        predicted = {p: run_flops[p] / rate[p] for p in PASSES}
         print(f"\nprediction for the {run['n']:,}-row job: " + ", ".join(
             f"{p} {predicted[p]:.1f} s (measured {run['phases_s'][p]:.1f})" for p in PASSES))
     print("\nThe paper's job priced at these rates (per pass; machines = 2-core machines like this one, or GPUs at "

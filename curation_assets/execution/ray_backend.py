@@ -165,7 +165,6 @@ class RayBackend(TaskCounter):
             self._count(worker)
         return labels, dists
 
-
     def split(self, X, clusters: list[ClusterToSplit], settings: SplitSettings) -> list[SplitResult]:
         """The core's ``Splitter`` as Ray tasks, one per group of clusters (the same groups as in-process)."""
         self.connect()

@@ -82,11 +82,12 @@ def concepts_path(data: str) -> Path:
 
 
 def generate(n: int, d: int, kind: str, out: str, seed: int = 0, concepts: int = 1000,
-             noise: float | None = None) -> None:
-    """Write an (n, d) float32 pool chunk by chunk: isotropic noise, or ``concepts`` Zipf(1.0) concepts around random
-    unit centres with Gaussian noise of ``noise`` per coordinate (default 0.35 / sqrt(d)), and their labels."""
+             noise: float | None = None, dtype: str = "float32") -> None:
+    """Write an (n, d) pool of ``dtype`` chunk by chunk: isotropic noise, or ``concepts`` Zipf(1.0) concepts around
+    random unit centres with Gaussian noise of ``noise`` per coordinate (default 0.35 / sqrt(d)), and their labels.
+    The draws are made in float32 whatever ``dtype`` (a float16 pool is the float32 one rounded)."""
     rng = np.random.default_rng(seed)
-    X = np.lib.format.open_memmap(out, mode="w+", dtype=np.float32, shape=(n, d))
+    X = np.lib.format.open_memmap(out, mode="w+", dtype=np.dtype(dtype), shape=(n, d))
     centres = rng.standard_normal((concepts, d)).astype(np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
     weights = 1.0 / np.arange(1, concepts + 1)
@@ -140,6 +141,7 @@ def phase_clock():
     clock = PhaseClock()
     clock.wrap(seeding, "greedy_seeds", "seeding")
     clock.wrap(backend_faiss.FaissKernels, "lloyd", "Lloyd")
+    clock.wrap(clustering, "run_lloyd_tasks", "Lloyd")
     clock.wrap(backend_faiss.FaissKernels, "training_rows", "training-row gathers")
     clock.wrap(hierarchy_module, "assign", "assignment")
     clock.wrap(splits_module, "assign", "assignment")  # a cluster's members to its sub-centroids
@@ -148,17 +150,34 @@ def phase_clock():
     return clock
 
 
-def ray_passes(data: str) -> tuple[object, dict, float]:
-    """The pool as shard paths (what Ray tasks receive) and the Ray backend's assignment and split passes on a local
-    cluster of this machine's cores, started here; returns (pool view, fit_level keyword arguments, start seconds)."""
+def pool_view(data: str):
+    """The pool as the core reads it: a float32 memory map in place, any other dtype (float16) through a shard view
+    that converts the rows it reads to float32, a chunk at a time (never the whole pool)."""
+    from curation_assets.store import ShardedArray
+
+    X = np.load(data, mmap_mode="r")
+    return X if X.dtype == np.float32 else ShardedArray.from_paths([data])
+
+
+def backend_passes(data: str, backend: str, lloyd_task_rows: int | None) -> tuple[object, dict, float]:
+    """The pool and the execution backend's passes: ``local`` passes only its Lloyd tasks (when
+    ``lloyd_task_rows`` is given; assignments and splits then run in-process as the core's defaults, the same
+    tasks); ``ray`` a local cluster of this machine's cores, started here, receiving the pool as shard paths and
+    running the assignment, split and Lloyd tasks. Returns (pool view, fit_level keyword arguments, start s)."""
     from curation_assets.config import ExecutionConfig, RayConfig
     from curation_assets.execution import make_backend
     from curation_assets.store import ShardedArray
 
+    rows = {} if lloyd_task_rows is None else {"lloyd_task_rows": lloyd_task_rows}
+    if backend == "local":
+        passes = {} if lloyd_task_rows is None else {
+            "lloyd_tasks": make_backend(ExecutionConfig(backend="local", device="cpu", **rows)).lloyd_tasks}
+        return pool_view(data), passes, 0.0
     started = time.perf_counter()
-    backend = make_backend(ExecutionConfig(backend="ray", ray=RayConfig(num_cpus=os.cpu_count())))
-    backend.connect()
-    return ShardedArray.from_paths([data]), {"assigner": backend.assign, "splitter": backend.split}, \
+    ray_backend = make_backend(ExecutionConfig(backend="ray", ray=RayConfig(num_cpus=os.cpu_count()), **rows))
+    ray_backend.connect()
+    return ShardedArray.from_paths([data]), {"assigner": ray_backend.assign, "splitter": ray_backend.split,
+                                             "lloyd_tasks": ray_backend.lloyd_tasks}, \
         round(time.perf_counter() - started, 1)
 
 
@@ -172,9 +191,10 @@ def levels_digest(h) -> str:
 
 
 def run(data: str, engine: str, target_fraction: float = 0.1, seeding_candidates: int | None = None,
-        levels: str = "default", device: str = "cpu", phases: bool = False, backend: str = "local") -> dict:
+        levels: str = "default", device: str = "cpu", phases: bool = False, backend: str = "local",
+        lloyd_task_rows: int | None = None) -> dict:
     X = np.load(data, mmap_mode="r")
-    inputs, passes, ray_start = (X, {}, 0.0) if backend == "local" else ray_passes(data)
+    inputs, passes, ray_start = backend_passes(data, backend, lloyd_task_rows)
     if engine == "sklearn":
         hierarchy_module.fit_centroids = splits_module.fit_centroids = sklearn_fit_centroids
     specs = [replace(spec, seeding_candidates=seeding_candidates) for spec in LEVELS[levels]]
@@ -182,7 +202,7 @@ def run(data: str, engine: str, target_fraction: float = 0.1, seeding_candidates
     clock = phase_clock() if phases else None
     times = {}
     busy, own = busy_cpu_seconds(), own_cpu_seconds()
-    anon = AnonymousMemory()
+    memory = ProcessMemory()
     t0 = time.perf_counter()
 
     def mark(t, _level):
@@ -202,35 +222,79 @@ def run(data: str, engine: str, target_fraction: float = 0.1, seeding_candidates
         concepts = np.load(concepts_path(data))
         balance["concept_kl_to_uniform"] = round(label_balance(concepts[idx], concepts)["kl_to_uniform"], 4)
     return {"engine": engine, "backend": backend, "ray_start_s": ray_start, "device": resolve_device(device),
-            "n": X.shape[0], "d": X.shape[1], "levels_sha256": levels_digest(h),
+            "lloyd_task_rows": lloyd_task_rows, "n": X.shape[0], "d": X.shape[1], "dtype": str(X.dtype),
+            "levels_sha256": levels_digest(h),
             "clusters": [lv.n_clusters for lv in h.levels], "warmup_s": warmup,
             **times, "clustering_s": round(t1 - t0, 1), "sampling_s": round(t2 - t1, 2),
             "total_s": round(t2 - t0, 1), "subset": len(idx), **balance, "gflop": round(flops / 1e9),
             "gflops_per_s": round(flops / 1e9 / (t1 - t0), 1), "others_cpu_s": round(others, 1),
             "load": round(os.getloadavg()[0], 2),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-            "peak_anonymous_rss_mb": anon.stop()}
+            **memory.stop()}
 
 
-class AnonymousMemory:
-    """The peak of this process's anonymous resident memory (``RssAnon``, sampled every 0.1 s): what it holds
-    apart from the memory-mapped pool's file pages, which count in the peak RSS once touched but stay
-    reclaimable page cache."""
+class ProcessMemory:
+    """Peak resident memory of this process and of every process it started (a local Ray cluster's GCS, raylet and
+    workers), sampled every 0.1 s from /proc: ``VmRSS`` and ``RssAnon`` per process, and the peak of the tree's
+    anonymous total. Anonymous memory is what a process holds apart from the memory-mapped pool's file pages,
+    which count in RSS once touched but stay reclaimable page cache."""
 
     def __init__(self):
-        self.peak, self.done = 0, threading.Event()
+        self.root, self.peaks, self.tree_anon = os.getpid(), {}, 0
+        self.done = threading.Event()
         self.thread = threading.Thread(target=self._sample, daemon=True)
         self.thread.start()
 
+    def _descendants(self) -> list[int]:
+        parent = {}
+        for status in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = status.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parent[int(status.parent.name)] = int(fields[1])
+        tree, frontier = [self.root], [self.root]
+        while frontier:
+            frontier = [pid for pid, ppid in parent.items() if ppid in frontier]
+            tree += frontier
+        return tree
+
     def _sample(self) -> None:
         while not self.done.wait(0.1):
-            status = Path("/proc/self/status").read_text()
-            self.peak = max(self.peak, int(re.search(r"RssAnon:\s+(\d+)", status).group(1)))
+            total = 0
+            for pid in self._descendants():
+                try:
+                    status = Path(f"/proc/{pid}/status").read_text()
+                    cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                except OSError:
+                    continue
+                rss, anon = (int(re.search(rf"{key}:\s+(\d+)", status).group(1)) // 1024
+                             for key in ("VmRSS", "RssAnon"))
+                name = "driver" if pid == self.root else process_name(cmd)
+                peak = self.peaks.setdefault(pid, {"process": name, "peak_rss_mb": 0, "peak_anonymous_mb": 0})
+                peak["peak_rss_mb"], peak["peak_anonymous_mb"] = max(peak["peak_rss_mb"], rss), \
+                    max(peak["peak_anonymous_mb"], anon)
+                if name.startswith("ray::_"):  # a Ray worker: the tasks it was seen running
+                    peak["process"] = "ray worker"
+                    peak["tasks_seen"] = sorted({*peak.get("tasks_seen", []), name[5:]})
+                total += anon
+            self.tree_anon = max(self.tree_anon, total)
 
-    def stop(self) -> int:
+    def stop(self) -> dict:
         self.done.set()
         self.thread.join()
-        return round(self.peak / 1024)
+        others = sorted((p for pid, p in self.peaks.items() if pid != self.root and p["peak_rss_mb"] >= 50),
+                        key=lambda p: -p["peak_rss_mb"])
+        return {"peak_anonymous_rss_mb": self.peaks.get(self.root, {}).get("peak_anonymous_mb", 0),
+                "processes": others, "tree_peak_anonymous_mb": self.tree_anon}
+
+
+def process_name(cmdline: list[bytes]) -> str:
+    """A started process by what it runs: a Ray worker's task (``ray::_lloyd_task``), or its program's name."""
+    first = cmdline[0].decode(errors="replace")
+    if first.startswith("ray::"):
+        return first.split()[0]
+    return " ".join(Path(part.decode(errors="replace")).name for part in cmdline[:2] if part)[:60]
 
 
 def timed_process(cmd: list[str]) -> tuple[dict, float, float]:
@@ -244,15 +308,17 @@ def timed_process(cmd: list[str]) -> tuple[dict, float, float]:
     return json.loads([ln for ln in out.stdout.splitlines() if ln.startswith("{")][-1]), seconds, rss
 
 
-def job(pool: str, n: int, concepts: int, noise: float, keep: bool, backend: str = "local") -> None:
+def job(pool: str, n: int, concepts: int, noise: float, keep: bool, backend: str = "local", dtype: str = "float32",
+        lloyd_task_rows: int | None = None) -> None:
     """The 1M job: a long-tailed pool (generated once at ``pool``), the default levels, a 10 % draw, timed in a
     fresh process; prints its JSON line, then the process's wall time and peak RSS."""
     if not Path(pool).is_file():
-        generate(n, 384, "longtail", pool, concepts=concepts, noise=noise)
+        generate(n, 384, "longtail", pool, concepts=concepts, noise=noise, dtype=dtype)
     print(f"machine: {os.cpu_count()} cores; load before {os.getloadavg()[0]:.2f}", flush=True)
+    lloyd = [] if lloyd_task_rows is None else ["--lloyd-task-rows", str(lloyd_task_rows)]
     try:
         res, wall, rss = timed_process([sys.executable, __file__, "run", "--data", pool, "--phases",
-                                        "--backend", backend])
+                                        "--backend", backend, *lloyd])
     finally:
         if not keep:
             Path(pool).unlink()
@@ -273,6 +339,7 @@ def main():
     g.add_argument("--concepts", type=int, default=1000, help="long-tailed pool: number of Zipf concepts")
     g.add_argument("--noise", type=float, default=None,
                    help="long-tailed pool: noise std per coordinate (default 0.35 / sqrt(d))")
+    g.add_argument("--dtype", choices=["float32", "float16"], default="float32")
     r = sub.add_parser("run")
     r.add_argument("--data", required=True)
     r.add_argument("--engine", choices=["ours", "sklearn"], default="ours")
@@ -283,7 +350,9 @@ def main():
                    help="bound of the seeding sample (0: none; default: the library's)")
     r.add_argument("--phases", action="store_true", help="seconds per phase (seeding, Lloyd, assignment, ...)")
     r.add_argument("--backend", choices=["local", "ray"], default="local",
-                   help="ray: assignments and splits as tasks on a local Ray cluster of this machine's cores")
+                   help="ray: assignments, splits and Lloyd tasks on a local Ray cluster of this machine's cores")
+    r.add_argument("--lloyd-task-rows", type=int, default=None,
+                   help="run Lloyd as tasks of this many training rows (default: in one process)")
     j = sub.add_parser("job")
     j.add_argument("--pool", default="/tmp/bench_scale_job.npy", help="generated there unless it exists")
     j.add_argument("--n", type=int, default=1_000_000)
@@ -291,16 +360,19 @@ def main():
     j.add_argument("--noise", type=float, default=JOB_NOISE, help="noise std per coordinate")
     j.add_argument("--keep", action="store_true", help="keep the pool for the next run")
     j.add_argument("--backend", choices=["local", "ray"], default="local")
+    j.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="of a generated pool")
+    j.add_argument("--lloyd-task-rows", type=int, default=None)
     args = ap.parse_args()
     if args.cmd == "gen":
-        generate(args.n, args.d, args.kind, args.out, concepts=args.concepts, noise=args.noise)
+        generate(args.n, args.d, args.kind, args.out, concepts=args.concepts, noise=args.noise, dtype=args.dtype)
     elif args.cmd == "job":
-        job(args.pool, args.n, args.concepts, args.noise, args.keep, args.backend)
+        job(args.pool, args.n, args.concepts, args.noise, args.keep, args.backend, args.dtype, args.lloyd_task_rows)
     else:
         if args.seeding_points_per_centroid is not None:
             seeding.SEEDING_POINTS_PER_CENTROID = args.seeding_points_per_centroid or None
         print(json.dumps(run(args.data, args.engine, seeding_candidates=args.seeding_candidates, levels=args.levels,
-                             device=args.device, phases=args.phases, backend=args.backend)))
+                             device=args.device, phases=args.phases, backend=args.backend,
+                             lloyd_task_rows=args.lloyd_task_rows)))
 
 
 if __name__ == "__main__":

@@ -14,8 +14,9 @@ with 2 + ln k candidates per step, at most 50 Lloyd iterations, the level's m_t 
 ``--calibration`` is the JSON line of a measured ``bench_scale.py job`` run (``phases_s`` and its shape): each
 pass's achieved rate = model FLOPs / measured seconds. The plan then prices the paper's job (743M × 1024, 4 levels)
 and intermediate sizes at those rates per 2-core machine, and at an assumed GPU rate (no GPU was lent: the rate is
-an assumption, named in the output). Machines divide the data-parallel passes (assignment, splits, and — once
-distributed — Lloyd's partial sums); seeding is sequential per k-means and does not divide.
+an assumption, named in the output). Machines divide the data-parallel passes (assignment, splits, and Lloyd's
+partial sums, which run as tasks when a training sample exceeds ``execution.lloyd_task_rows``); seeding runs on the
+driver and does not divide.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from curation_assets.core import seeding
 from curation_assets.core._validation import as_float32_matrix
 from curation_assets.core.assignment import ASSIGN_CHUNK_ROWS, Assigner, Metric, check_metric, gemm_pairs
 from curation_assets.core.devices import kernels_for
+from curation_assets.core.lloyd_tasks import LloydTasks, run_lloyd_tasks
 from curation_assets.core.workers import Workers, shared_workers
 
 
@@ -98,7 +99,7 @@ def training_sample(n: int, k: int, max_points_per_centroid: int | None,
 def fit_centroids(X, k: int, rng: np.random.Generator, *, rows: np.ndarray | None = None, n_iter: int = 50,
                   metric: Metric = "l2", max_points_per_centroid: int | None = 256,
                   seeding_candidates: int | None = None, workers: Workers | None = None,
-                  device: str = "cpu") -> TrainedCentroids:
+                  device: str = "cpu", lloyd_tasks: LloydTasks | None = None) -> TrainedCentroids:
     """k-means training only: greedy k-means++ seeds, then exact Lloyd, on a bounded sample of X's rows.
 
     Parameters
@@ -114,16 +115,31 @@ def fit_centroids(X, k: int, rng: np.random.Generator, *, rows: np.ndarray | Non
         rows (a uniform sample), Lloyd on all of them.
     workers : Workers, optional
         The CPU thread pool for the distance work (default :func:`shared_workers`); the result does not depend on it.
+    lloyd_tasks : LloydTasks, optional
+        When the training sample has more than ``lloyd_tasks.task_rows`` rows, Lloyd runs as those tasks
+        (:mod:`~curation_assets.core.lloyd_tasks`, on an execution backend's workers) and this process gathers only
+        the seeding sample; otherwise, and by default, Lloyd runs here on a gathered copy of the sample.
 
     Returns
     -------
     TrainedCentroids
     """
+    workers = workers or shared_workers()
     kernels = kernels_for(device, X.shape[1], workers)
     n_rows = X.shape[0] if rows is None else len(rows)
     sample = training_sample(n_rows, k, max_points_per_centroid, rng)
     taken = sample if rows is None else (rows if sample is None else rows[sample])
-    seeding_rows = training_sample(n_rows if taken is None else len(taken), k, seeding.SEEDING_POINTS_PER_CENTROID, rng)
+    n_train = n_rows if taken is None else len(taken)
+    seeding_rows = training_sample(n_train, k, seeding.SEEDING_POINTS_PER_CENTROID, rng)
+    if lloyd_tasks is not None and n_train > lloyd_tasks.task_rows:
+        train_rows = np.arange(X.shape[0]) if taken is None else taken
+        seeding_set, _ = kernels.training_rows(X, train_rows if seeding_rows is None else train_rows[seeding_rows],
+                                               None, metric)
+        seeds, seeding_pairs = seeding.greedy_seeds(seeding_set, k, seeding_candidates, rng,
+                                                    kernels.seeding(seeding_set))
+        centroids, iterations, lloyd_pairs = run_lloyd_tasks(X, train_rows, np.asarray(seeding_set[seeds]), n_iter,
+                                                             rng, metric, lloyd_tasks, workers)
+        return TrainedCentroids(centroids, iterations, seeding_pairs + lloyd_pairs)
     train, seeding_set = kernels.training_rows(X, taken, seeding_rows, metric)
     seeds, seeding_pairs = seeding.greedy_seeds(seeding_set, k, seeding_candidates, rng, kernels.seeding(seeding_set))
     centroids, iterations, lloyd_pairs = kernels.lloyd(train, seeding_set[seeds], n_iter, rng, metric == "cosine")

@@ -55,7 +55,7 @@ class ClusterSums:
         """Add X's rows ``rows`` (None: all) to the sums of clusters ``to`` (and subtract them from ``away_from``):
         per block of ``ASSIGN_BLOCK_ROWS`` rows, the rows grouped by cluster and each group summed in row order."""
         blocks = row_blocks(len(to))
-        groups = [_grouped_by_cluster(to[s:e], None if away_from is None else away_from[s:e]) for s, e in blocks]
+        groups = [grouped_by_cluster(to[s:e], None if away_from is None else away_from[s:e]) for s, e in blocks]
 
         def columns(first: int, last: int) -> None:
             for (start, stop), (take, subtracted, clusters, starts) in zip(blocks, groups, strict=True):
@@ -76,7 +76,7 @@ class ClusterSums:
         return cluster_means(self.sums, self.counts, previous, rng, spherical)
 
 
-def _grouped_by_cluster(to: np.ndarray, away_from: np.ndarray | None):
+def grouped_by_cluster(to: np.ndarray, away_from: np.ndarray | None):
     """How one block's rows add to the sums: (the rows grouped by cluster, which of them are subtracted, each
     group's cluster, each group's start); a row moving from ``away_from`` to ``to`` appears in both groups."""
     rows = np.arange(len(to))
@@ -110,7 +110,7 @@ def cluster_means(sums: np.ndarray, counts: np.ndarray, previous: np.ndarray, rn
     return unit_rows(C, inplace=True) if spherical else C
 
 
-def _centroid_neighbours(C: np.ndarray, reach: np.ndarray, workers: Workers):
+def centroid_neighbours(C: np.ndarray, reach: np.ndarray, workers: Workers):
     """For every centroid j: the other centroids closer than ``reach[j]`` (CSR ``indptr``, ``indices``) and
     half the distance to its nearest other centroid. The k × k distances are computed a block of rows at a time."""
     k = len(C)
@@ -144,7 +144,7 @@ def _filtered_search(X: np.ndarray, C: np.ndarray, labels: np.ndarray, upper: np
     nonempty = np.flatnonzero(np.diff(starts) > 0)
     reach = np.zeros(k, dtype=np.float32)  # 2 × the largest bound in the cluster (Elkan's Lemma 1)
     reach[nonempty] = 2.0 * np.maximum.reduceat(upper[order], starts[nonempty])
-    half_gap, indptr, neighbours = _centroid_neighbours(C, reach, workers)
+    half_gap, indptr, neighbours = centroid_neighbours(C, reach, workers)
     unsure = upper * (1 + BOUND_SLACK) >= half_gap[labels]  # Hamerly's test: the rest cannot move
     tasks, pairs = [], k * k
     for j in nonempty[np.diff(indptr)[nonempty] > 0]:

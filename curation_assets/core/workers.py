@@ -90,12 +90,12 @@ class Workers(ThreadPoolExecutor):
         the calling thread (a small pass is not worth the hand-over)."""
         calls = list(zip(*iterables, strict=True))
         if len(calls) == 1:
-            return [_on_this_thread(fn, *calls[0])]
+            return [single_threaded(fn, *calls[0])]
         return list(self.map(functools.partial(_one_thread, fn), *zip(*calls, strict=True)))
 
 
-def _on_this_thread(fn: Callable, *args):
-    """``fn(*args)`` with faiss single-threaded, then the calling thread's faiss thread count restored."""
+def single_threaded(fn: Callable, *args):
+    """``fn(*args)`` on this thread with faiss single-threaded, then the thread's faiss thread count restored."""
     threads = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)
     try:

@@ -2,14 +2,16 @@
 
 Three passes grow with the pool: embedding every corpus row, assigning every pool row to its nearest centroid
 (after k-means and after each resampling step, docs/method.md section 2), and a level's splits (a small k-means
-inside every cluster). A level's k-means and resampling k-means train in the calling process on a bounded sample.
-A backend cuts each pass into the same tasks (:func:`task_ranges`, :func:`~curation_assets.core.splits.split_groups`)
-and runs the same function per task (:func:`embed_rows`, :func:`assign_rows`,
-:func:`~curation_assets.core.splits.split_clusters`), so a seed gives identical bytes whichever backend ran:
+inside every cluster). A level's k-means and resampling k-means train on a bounded sample: seeding in the calling
+process, Lloyd there too unless the sample has more than ``lloyd_task_rows`` rows, when its iterations become
+tasks as well (:mod:`~curation_assets.core.lloyd_tasks`). A backend cuts each pass into the same tasks
+(:func:`task_ranges`, :func:`~curation_assets.core.splits.split_groups`, the Lloyd tasks' rows) and runs the same
+function per task (:func:`embed_rows`, :func:`assign_rows`, :func:`~curation_assets.core.splits.split_clusters`,
+:func:`~curation_assets.core.lloyd_tasks.lloyd_task`), so a seed gives identical bytes whichever backend ran:
 
 - :class:`InProcessBackend` (``local``): the tasks one after another in this process;
 - ``RayBackend`` (``ray``, optional extra ``pip install -e .[ray]``): embedding tasks on a pool of
-  Ray actors (one model per actor), assignment and split tasks as Ray tasks over the embedding shards.
+  Ray actors (one model per actor), assignment, split and Lloyd tasks as Ray tasks over the embedding shards.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ import pyarrow.parquet as pq
 from curation_assets.config import ExecutionConfig
 from curation_assets.core.assignment import Metric
 from curation_assets.core.clustering import assign
+from curation_assets.core.lloyd_tasks import LloydRound, LloydState, LloydSums, LloydTasks, run_in_process
 from curation_assets.core.splits import ClusterToSplit, SplitResult, SplitSettings, split_clusters, split_groups
+from curation_assets.core.workers import shared_workers
 
 RAY_SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
@@ -84,8 +88,10 @@ class InProcessBackend(TaskCounter):
 
     name = "local"
 
-    def __init__(self, embed_task_rows: int, assign_task_rows: int, device: str = "cpu"):
+    def __init__(self, embed_task_rows: int, assign_task_rows: int, device: str = "cpu",
+                 lloyd_task_rows: int = ExecutionConfig().lloyd_task_rows):
         self.embed_task_rows, self.assign_task_rows, self.device = embed_task_rows, assign_task_rows, device
+        self.lloyd_tasks = LloydTasks(self.lloyd, lloyd_task_rows)
         self.worker = f"local:{os.getpid()}"
         self.reset_stats()
 
@@ -112,12 +118,17 @@ class InProcessBackend(TaskCounter):
             results += split_clusters(X, group, settings, device=self.device)
         return results
 
+    def lloyd(self, X, states: list[LloydState], rnd: LloydRound) -> tuple[list[LloydState], list[LloydSums]]:
+        """The core's ``LloydPass``: one iteration's tasks on this process's thread pool (CPU)."""
+        self._count(self.worker, tasks=len(states))
+        return run_in_process(X, states, rnd, shared_workers())
+
 
 @functools.lru_cache(maxsize=4)
 def _cached_backend(config_json: str):
     cfg = ExecutionConfig.model_validate_json(config_json)
     if cfg.backend == "local":
-        return InProcessBackend(cfg.embed_task_rows, cfg.assign_task_rows, cfg.device)
+        return InProcessBackend(cfg.embed_task_rows, cfg.assign_task_rows, cfg.device, cfg.lloyd_task_rows)
     if cfg.ray.address is None and "ray" not in sys.modules:
         # Ray's single-machine mode (its default on macOS/Windows): a cluster started on demand binds to
         # 127.0.0.1 only. Read when ray is imported, so it must be set before that.
@@ -127,7 +138,7 @@ def _cached_backend(config_json: str):
     except ImportError as exc:
         raise RuntimeError("execution backend 'ray' needs Ray: pip install -e '.[ray]' "
                            f"(import failed: {exc})") from exc
-    return RayBackend(cfg.ray, cfg.embed_task_rows, cfg.assign_task_rows)
+    return RayBackend(cfg.ray, cfg.embed_task_rows, cfg.assign_task_rows, cfg.lloyd_task_rows)
 
 
 def make_backend(cfg: ExecutionConfig):

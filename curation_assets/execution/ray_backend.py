@@ -1,4 +1,4 @@
-"""The Ray backend: embedding tasks on Ray actors (one model per actor), assignment and split tasks as Ray tasks.
+"""The Ray backend: embedding tasks on Ray actors (one model per actor), assignment, split and Lloyd tasks as Ray tasks.
 
 Workers read the corpus and the embedding shards by path (nothing but task descriptions and results
 crosses the network), so every node must see the data root at the same path; this is checked on every
@@ -22,6 +22,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy  # noq
 
 from curation_assets.config import RayConfig  # noqa: E402
 from curation_assets.core.assignment import Metric  # noqa: E402
+from curation_assets.core.lloyd_tasks import LloydRound, LloydState, LloydSums, LloydTasks, lloyd_task  # noqa: E402
 from curation_assets.core.splits import (  # noqa: E402
     ClusterToSplit,
     SplitResult,
@@ -29,6 +30,7 @@ from curation_assets.core.splits import (  # noqa: E402
     split_clusters,
     split_groups,
 )
+from curation_assets.core.workers import single_threaded  # noqa: E402
 from curation_assets.execution import TaskCounter, assign_rows, embed_rows, row_tasks, task_ranges  # noqa: E402
 
 TASKS_IN_FLIGHT_PER_CPU = 2  # assignment tasks queued per cluster CPU (bounds the object store's use)
@@ -71,19 +73,28 @@ def _split_task(X, clusters: list[ClusterToSplit], settings: SplitSettings):
     return split_clusters(X, clusters, settings), ray_worker_id()
 
 
+@ray.remote(max_retries=TASK_RETRIES, num_returns=2)
+def _lloyd_task(X, state: LloydState, rnd: LloydRound):
+    """One Lloyd task of one iteration on a worker; its new state stays in the object store for the next one."""
+    state, sums = single_threaded(lloyd_task, X, state, rnd)
+    return state, (sums, ray_worker_id())
+
+
 @ray.remote(num_cpus=0)
 def _path_visible(path: str) -> bool:
     return Path(path).exists()
 
 
 class RayBackend(TaskCounter):
-    """Sends embedding, assignment and split tasks to Ray (see :mod:`curation_assets.execution`)."""
+    """Sends embedding, assignment, split and Lloyd tasks to Ray (see :mod:`curation_assets.execution`)."""
 
     name = "ray"
 
-    def __init__(self, cfg: RayConfig, embed_task_rows: int, assign_task_rows: int):
+    def __init__(self, cfg: RayConfig, embed_task_rows: int, assign_task_rows: int, lloyd_task_rows: int):
         self.cfg, self.embed_task_rows, self.assign_task_rows = cfg, embed_task_rows, assign_task_rows
+        self.lloyd_tasks = LloydTasks(self.lloyd, lloyd_task_rows)
         self._visible: set[str] = set()
+        self._last_pool: tuple = (None, None)
         self.reset_stats()
 
     # -- connection ------------------------------------------------------------------------------------
@@ -165,20 +176,39 @@ class RayBackend(TaskCounter):
             self._count(worker)
         return labels, dists
 
+    def _pool_ref(self, X):
+        """X for tasks: shard views as their paths (every node checked to see them), in-memory arrays by reference;
+        put once for consecutive passes over the same X (a level's Lloyd iterations)."""
+        self.connect()
+        if self._last_pool[0] is not X:
+            if getattr(X, "paths", None):
+                self.check_storage(X.paths[0])
+                ref = ray.put(X)  # pickled as shard paths and the pool's rows, no embedding copied
+            else:
+                ref = ray.put(np.ascontiguousarray(X, dtype=np.float32))
+            self._last_pool = (X, ref)
+        return self._last_pool[1]
+
     def split(self, X, clusters: list[ClusterToSplit], settings: SplitSettings) -> list[SplitResult]:
         """The core's ``Splitter`` as Ray tasks, one per group of clusters (the same groups as in-process)."""
-        self.connect()
-        if getattr(X, "paths", None):
-            self.check_storage(X.paths[0])
-            x_ref = ray.put(X)  # pickled as shard paths and the pool's rows, no embedding copied
-        else:
-            x_ref = ray.put(np.ascontiguousarray(X, dtype=np.float32))
+        x_ref = self._pool_ref(X)
         tasks = (_split_task.remote(x_ref, group, settings) for group in split_groups(clusters, self.assign_task_rows))
         results: list[SplitResult] = []
         for group_results, worker in _ordered(tasks, TASKS_IN_FLIGHT_PER_CPU * self.cluster_cpus()):
             results += group_results
             self._count(worker)
         return results
+
+    def lloyd(self, X, states: list, rnd: LloydRound) -> tuple[list, list[LloydSums]]:
+        """The core's ``LloydPass`` as Ray tasks: the states come back as object references, so every task's rows,
+        labels and bounds stay in the object store between iterations; only the sums reach the driver."""
+        x_ref, rnd_ref = self._pool_ref(X), ray.put(rnd)
+        refs = [_lloyd_task.remote(x_ref, state, rnd_ref) for state in states]
+        parts: list[LloydSums] = []
+        for sums, worker in ray.get([sums_ref for _, sums_ref in refs]):
+            parts.append(sums)
+            self._count(worker)
+        return [state_ref for state_ref, _ in refs], parts
 
 
 def _ordered(refs: Iterable, window: int) -> Iterator:

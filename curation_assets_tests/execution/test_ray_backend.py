@@ -8,6 +8,7 @@ import ray
 
 from curation_assets.config import ExecutionConfig, RayConfig
 from curation_assets.core import LevelSpec, fit_level
+from curation_assets.core.lloyd_tasks import LloydTasks
 from curation_assets.execution import InProcessBackend, make_backend
 from curation_assets.store import ShardedArray, ShardWriter
 
@@ -51,11 +52,32 @@ def test_a_level_fitted_through_ray_is_identical(tmp_path, ray_backend, metric):
         np.testing.assert_array_equal(a.assignment, b.assignment)
         np.testing.assert_array_equal(a.distances, b.distances)
         np.testing.assert_array_equal(a.centroids, b.centroids)
+        assert fit_level(inputs, spec, seed=5, metric=metric).distance_pairs == a.distance_pairs
     summary = ray_backend.run_summary()
     assert summary["tasks"] == local.stats["tasks"] > 2 * 4
     assert summary["ray_cpus"] == 2 and summary["ray_nodes"] == 1
     assert {n["NodeManagerAddress"] for n in ray.nodes()} == {"127.0.0.1"}  # loopback only
     assert summary["workers"] and all(not w.endswith(f":{os.getpid()}") for w in summary["workers"])
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_lloyd_as_ray_tasks_gives_the_in_process_level(tmp_path, ray_backend, metric):
+    """A training sample of more rows than a Lloyd task holds: its iterations run as Ray tasks over the shards,
+    the states staying in the object store, and the level is the in-process one byte for byte."""
+    X = np.random.default_rng(6).standard_normal((6000, 40)).astype(np.float32)
+    spec = LevelSpec(30, resampling_steps=2, sample_size=20, n_splits=2)
+    local = InProcessBackend(embed_task_rows=100, assign_task_rows=300)
+    for inputs in (sharded_pool(tmp_path, X), X[:2500]):
+        ray_backend.reset_stats()
+        local.reset_stats()
+        a = fit_level(inputs, spec, seed=7, metric=metric, lloyd_tasks=LloydTasks(local.lloyd, 700))
+        b = fit_level(inputs, spec, seed=7, metric=metric, assigner=ray_backend.assign, splitter=ray_backend.split,
+                      lloyd_tasks=LloydTasks(ray_backend.lloyd, 700))
+        np.testing.assert_array_equal(a.centroids, b.centroids)
+        np.testing.assert_array_equal(a.assignment, b.assignment)
+        np.testing.assert_array_equal(a.distances, b.distances)
+        assert local.stats["tasks"] >= 4 * 2  # 3000 and 2500 training rows: 5 and 4 tasks an iteration
+        assert ray_backend.stats["tasks"] > local.stats["tasks"]  # plus the assignments and splits
 
 
 def test_a_path_no_node_can_see_is_refused_before_any_task(tmp_path, ray_backend):
@@ -65,34 +87,40 @@ def test_a_path_no_node_can_see_is_refused_before_any_task(tmp_path, ray_backend
         ray_backend.check_storage(tmp_path / "not-shared" / "corpus.parquet")
 
 
-def test_a_worker_killed_in_the_middle_of_a_level_is_retried_with_the_same_result(tmp_path, ray_backend):
-    """SIGKILL a Ray worker process while it runs an assignment task: Ray reruns the task and the level is the
-    same as in-process."""
+@pytest.mark.parametrize("task", ["_assign_task", "_lloyd_task"])
+def test_a_worker_killed_in_the_middle_of_a_level_is_retried_with_the_same_result(tmp_path, ray_backend, task):
+    """SIGKILL a Ray worker process while it runs an assignment task, or a Lloyd task: Ray reruns the task and the
+    level is the same as in-process."""
     import signal
-    import subprocess
     import threading
     import time
+    from pathlib import Path
 
-    X = np.random.default_rng(4).standard_normal((60_000, 32)).astype(np.float32)
-    spec = LevelSpec(60, resampling_steps=6, sample_size=10)
+    X = np.random.default_rng(4).standard_normal((60_000, 64)).astype(np.float32)
+    spec = LevelSpec(60, resampling_steps=6, sample_size=10, max_points_per_centroid=None)
     killed: list[int] = []
 
-    def kill_one_assignment_worker():
+    def kill_one_busy_worker():
         deadline = time.time() + 120
         while not killed and time.time() < deadline:
-            ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-            busy = [int(line.split()[0]) for line in ps.splitlines() if "ray::_assign_task" in line]
-            if busy:
-                os.kill(busy[0], signal.SIGKILL)
-                killed.append(busy[0])
-            time.sleep(0.02)
+            for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+                try:
+                    if cmdline.read_bytes().startswith(f"ray::{task}".encode()):
+                        os.kill(int(cmdline.parent.name), signal.SIGKILL)
+                        killed.append(int(cmdline.parent.name))
+                        break
+                except OSError:
+                    continue
+            time.sleep(0.002)
 
-    killer = threading.Thread(target=kill_one_assignment_worker, daemon=True)
+    local_backend = InProcessBackend(embed_task_rows=100, assign_task_rows=300)
+    killer = threading.Thread(target=kill_one_busy_worker, daemon=True)
     killer.start()
-    through_ray = fit_level(X, spec, seed=2, metric="l2", assigner=ray_backend.assign)
+    through_ray = fit_level(X, spec, seed=2, metric="l2", assigner=ray_backend.assign,
+                            lloyd_tasks=LloydTasks(ray_backend.lloyd, 15_000))
     killer.join()
-    local = fit_level(X, spec, seed=2, metric="l2",
-                      assigner=InProcessBackend(embed_task_rows=100, assign_task_rows=300).assign)
-    assert killed, "no assignment task was running to be killed"
+    local = fit_level(X, spec, seed=2, metric="l2", assigner=local_backend.assign,
+                      lloyd_tasks=LloydTasks(local_backend.lloyd, 15_000))
+    assert killed, f"no {task} was running to be killed"
     np.testing.assert_array_equal(through_ray.assignment, local.assignment)
     np.testing.assert_array_equal(through_ray.centroids, local.centroids)

@@ -159,25 +159,30 @@ def pool_view(data: str):
     return X if X.dtype == np.float32 else ShardedArray.from_paths([data])
 
 
-def backend_passes(data: str, backend: str, lloyd_task_rows: int | None) -> tuple[object, dict, float]:
-    """The pool and the execution backend's passes: ``local`` passes only its Lloyd tasks (when
-    ``lloyd_task_rows`` is given; assignments and splits then run in-process as the core's defaults, the same
-    tasks); ``ray`` a local cluster of this machine's cores, started here, receiving the pool as shard paths and
-    running the assignment, split and Lloyd tasks. Returns (pool view, fit_level keyword arguments, start s)."""
+def backend_passes(data: str, backend: str, lloyd_task_rows: int | None,
+                   seeding_task_rows: int | None) -> tuple[object, dict, float]:
+    """The pool and the execution backend's passes: ``local`` passes only its Lloyd and seeding tasks (when
+    ``lloyd_task_rows`` / ``seeding_task_rows`` are given; assignments and splits then run in-process as the core's
+    defaults, the same tasks); ``ray`` a local cluster of this machine's cores, started here, receiving the pool as
+    shard paths and running the assignment, split, Lloyd and seeding tasks. Returns (pool view, fit_level keyword
+    arguments, start s)."""
     from curation_assets.config import ExecutionConfig, RayConfig
     from curation_assets.execution import make_backend
     from curation_assets.store import ShardedArray
 
-    rows = {} if lloyd_task_rows is None else {"lloyd_task_rows": lloyd_task_rows}
+    rows = {key: value for key, value in (("lloyd_task_rows", lloyd_task_rows),
+                                          ("seeding_task_rows", seeding_task_rows)) if value is not None}
     if backend == "local":
-        passes = {} if lloyd_task_rows is None else {
-            "lloyd_tasks": make_backend(ExecutionConfig(backend="local", device="cpu", **rows)).lloyd_tasks}
+        local = make_backend(ExecutionConfig(backend="local", device="cpu", **rows))
+        passes = {name: getattr(local, name) for name, given in (("lloyd_tasks", lloyd_task_rows),
+                                                                 ("seeding_tasks", seeding_task_rows)) if given}
         return pool_view(data), passes, 0.0
     started = time.perf_counter()
     ray_backend = make_backend(ExecutionConfig(backend="ray", ray=RayConfig(num_cpus=os.cpu_count()), **rows))
     ray_backend.connect()
     return ShardedArray.from_paths([data]), {"assigner": ray_backend.assign, "splitter": ray_backend.split,
-                                             "lloyd_tasks": ray_backend.lloyd_tasks}, \
+                                             "lloyd_tasks": ray_backend.lloyd_tasks,
+                                             "seeding_tasks": ray_backend.seeding_tasks}, \
         round(time.perf_counter() - started, 1)
 
 
@@ -192,9 +197,9 @@ def levels_digest(h) -> str:
 
 def run(data: str, engine: str, target_fraction: float = 0.1, seeding_candidates: int | None = None,
         levels: str = "default", device: str = "cpu", phases: bool = False, backend: str = "local",
-        lloyd_task_rows: int | None = None) -> dict:
+        lloyd_task_rows: int | None = None, seeding_task_rows: int | None = None) -> dict:
     X = np.load(data, mmap_mode="r")
-    inputs, passes, ray_start = backend_passes(data, backend, lloyd_task_rows)
+    inputs, passes, ray_start = backend_passes(data, backend, lloyd_task_rows, seeding_task_rows)
     if engine == "sklearn":
         hierarchy_module.fit_centroids = splits_module.fit_centroids = sklearn_fit_centroids
     specs = [replace(spec, seeding_candidates=seeding_candidates) for spec in LEVELS[levels]]
@@ -222,7 +227,8 @@ def run(data: str, engine: str, target_fraction: float = 0.1, seeding_candidates
         concepts = np.load(concepts_path(data))
         balance["concept_kl_to_uniform"] = round(label_balance(concepts[idx], concepts)["kl_to_uniform"], 4)
     return {"engine": engine, "backend": backend, "ray_start_s": ray_start, "device": resolve_device(device),
-            "lloyd_task_rows": lloyd_task_rows, "n": X.shape[0], "d": X.shape[1], "dtype": str(X.dtype),
+            "lloyd_task_rows": lloyd_task_rows, "seeding_task_rows": seeding_task_rows, "n": X.shape[0],
+            "d": X.shape[1], "dtype": str(X.dtype),
             "levels_sha256": levels_digest(h),
             "clusters": [lv.n_clusters for lv in h.levels], "warmup_s": warmup,
             **times, "clustering_s": round(t1 - t0, 1), "sampling_s": round(t2 - t1, 2),
@@ -309,16 +315,17 @@ def timed_process(cmd: list[str]) -> tuple[dict, float, float]:
 
 
 def job(pool: str, n: int, concepts: int, noise: float, keep: bool, backend: str = "local", dtype: str = "float32",
-        lloyd_task_rows: int | None = None) -> None:
+        lloyd_task_rows: int | None = None, seeding_task_rows: int | None = None) -> None:
     """The 1M job: a long-tailed pool (generated once at ``pool``), the default levels, a 10 % draw, timed in a
     fresh process; prints its JSON line, then the process's wall time and peak RSS."""
     if not Path(pool).is_file():
         generate(n, 384, "longtail", pool, concepts=concepts, noise=noise, dtype=dtype)
     print(f"machine: {os.cpu_count()} cores; load before {os.getloadavg()[0]:.2f}", flush=True)
-    lloyd = [] if lloyd_task_rows is None else ["--lloyd-task-rows", str(lloyd_task_rows)]
+    tasks = [arg for flag, rows in (("--lloyd-task-rows", lloyd_task_rows), ("--seeding-task-rows", seeding_task_rows))
+             if rows is not None for arg in (flag, str(rows))]
     try:
         res, wall, rss = timed_process([sys.executable, __file__, "run", "--data", pool, "--phases",
-                                        "--backend", backend, *lloyd])
+                                        "--backend", backend, *tasks])
     finally:
         if not keep:
             Path(pool).unlink()
@@ -353,6 +360,8 @@ def main():
                    help="ray: assignments, splits and Lloyd tasks on a local Ray cluster of this machine's cores")
     r.add_argument("--lloyd-task-rows", type=int, default=None,
                    help="run Lloyd as tasks of this many training rows (default: in one process)")
+    r.add_argument("--seeding-task-rows", type=int, default=None,
+                   help="keep a larger seeding sample in blocks on the backend's workers (default: in one process)")
     j = sub.add_parser("job")
     j.add_argument("--pool", default="/tmp/bench_scale_job.npy", help="generated there unless it exists")
     j.add_argument("--n", type=int, default=1_000_000)
@@ -362,17 +371,19 @@ def main():
     j.add_argument("--backend", choices=["local", "ray"], default="local")
     j.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="of a generated pool")
     j.add_argument("--lloyd-task-rows", type=int, default=None)
+    j.add_argument("--seeding-task-rows", type=int, default=None)
     args = ap.parse_args()
     if args.cmd == "gen":
         generate(args.n, args.d, args.kind, args.out, concepts=args.concepts, noise=args.noise, dtype=args.dtype)
     elif args.cmd == "job":
-        job(args.pool, args.n, args.concepts, args.noise, args.keep, args.backend, args.dtype, args.lloyd_task_rows)
+        job(args.pool, args.n, args.concepts, args.noise, args.keep, args.backend, args.dtype, args.lloyd_task_rows,
+            args.seeding_task_rows)
     else:
         if args.seeding_points_per_centroid is not None:
             seeding.SEEDING_POINTS_PER_CENTROID = args.seeding_points_per_centroid or None
         print(json.dumps(run(args.data, args.engine, seeding_candidates=args.seeding_candidates, levels=args.levels,
                              device=args.device, phases=args.phases, backend=args.backend,
-                             lloyd_task_rows=args.lloyd_task_rows)))
+                             lloyd_task_rows=args.lloyd_task_rows, seeding_task_rows=args.seeding_task_rows)))
 
 
 if __name__ == "__main__":

@@ -223,13 +223,14 @@ class RayConfig(_Strict):
 class ExecutionConfig(_Strict):
     """Where the data-parallel passes run: embedding, and clustering's full-pool assignments, splits and Lloyd.
 
-    ``backend: local`` runs them in this process; ``ray`` sends each task (``embed_task_rows`` corpus
-    rows, ``assign_task_rows`` pool rows, or a group of clusters of that many rows to split) to Ray. A
-    k-means whose training sample has more than ``lloyd_task_rows`` rows (1.5 GB of 384-d float32 rows by
-    default) runs Lloyd as tasks of that many rows too, each summing its rows' clusters
-    (``curation_assets.core.lloyd_tasks``). Both backends cut the work into the same tasks, so a seed gives
-    the same bytes and the same subset whichever ran; the task sizes are part of the assets' fingerprints,
-    the backend is not.
+    ``backend: local`` runs them in this process; ``ray`` sends each task (``embed_task_rows`` corpus rows,
+    ``assign_task_rows`` pool rows, or a group of clusters of that many rows to split) to Ray. A k-means whose
+    training sample has more than ``lloyd_task_rows`` rows (1.5 GB of 384-d float32 rows by default) runs Lloyd
+    as tasks of that many rows too, each summing its rows' clusters (``curation_assets.core.lloyd_tasks``); a
+    seeding sample of more than ``seeding_task_rows`` rows is kept in blocks on the workers (Ray actors), which
+    do its distance work (``curation_assets.core.seeding_tasks``). Both backends cut the work into the same
+    tasks, so a seed gives the same bytes and the same subset whichever ran; the task sizes are part of the
+    assets' fingerprints, the backend is not.
 
     ``device``: where this process runs clustering's heavy passes (k-means training of every level, and
     the assignments of the ``local`` backend; Ray's assignment tasks use the workers' CPUs). ``auto``: a
@@ -244,6 +245,7 @@ class ExecutionConfig(_Strict):
     embed_task_rows: int = Field(default=1024, gt=0)
     assign_task_rows: int = Field(default=65_536, gt=0)
     lloyd_task_rows: int = Field(default=1_048_576, gt=0)
+    seeding_task_rows: int = Field(default=1_048_576, gt=0)
 
 
 class EmbeddingCacheConfig(_Strict):

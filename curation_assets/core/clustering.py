@@ -21,8 +21,10 @@ import numpy as np
 from curation_assets.core import seeding
 from curation_assets.core._validation import as_float32_matrix
 from curation_assets.core.assignment import ASSIGN_CHUNK_ROWS, Assigner, Metric, check_metric, gemm_pairs
+from curation_assets.core.backend_faiss import FaissKernels
 from curation_assets.core.devices import kernels_for
 from curation_assets.core.lloyd_tasks import LloydTasks, run_lloyd_tasks
+from curation_assets.core.seeding_tasks import SeedingTasks, TaskSeeding, read_rows
 from curation_assets.core.workers import Workers, shared_workers
 
 
@@ -99,7 +101,8 @@ def training_sample(n: int, k: int, max_points_per_centroid: int | None,
 def fit_centroids(X, k: int, rng: np.random.Generator, *, rows: np.ndarray | None = None, n_iter: int = 50,
                   metric: Metric = "l2", max_points_per_centroid: int | None = 256,
                   seeding_candidates: int | None = None, workers: Workers | None = None,
-                  device: str = "cpu", lloyd_tasks: LloydTasks | None = None) -> TrainedCentroids:
+                  device: str = "cpu", lloyd_tasks: LloydTasks | None = None,
+                  seeding_tasks: SeedingTasks | None = None) -> TrainedCentroids:
     """k-means training only: greedy k-means++ seeds, then exact Lloyd, on a bounded sample of X's rows.
 
     Parameters
@@ -117,8 +120,12 @@ def fit_centroids(X, k: int, rng: np.random.Generator, *, rows: np.ndarray | Non
         The CPU thread pool for the distance work (default :func:`shared_workers`); the result does not depend on it.
     lloyd_tasks : LloydTasks, optional
         When the training sample has more than ``lloyd_tasks.task_rows`` rows, Lloyd runs as those tasks
-        (:mod:`~curation_assets.core.lloyd_tasks`, on an execution backend's workers) and this process gathers only
-        the seeding sample; otherwise, and by default, Lloyd runs here on a gathered copy of the sample.
+        (:mod:`~curation_assets.core.lloyd_tasks`, on an execution backend's workers) and this process never
+        gathers the training sample; otherwise, and by default, Lloyd runs here on a gathered copy of it.
+    seeding_tasks : SeedingTasks, optional
+        When the seeding sample has more than ``seeding_tasks.task_rows`` rows, its blocks are kept and its distance
+        work done by holders on the backend's workers (:mod:`~curation_assets.core.seeding_tasks`); by default
+        seeding runs here. Both task paths run on CPU workers and apply only on the ``"cpu"`` device.
 
     Returns
     -------
@@ -131,14 +138,29 @@ def fit_centroids(X, k: int, rng: np.random.Generator, *, rows: np.ndarray | Non
     taken = sample if rows is None else (rows if sample is None else rows[sample])
     n_train = n_rows if taken is None else len(taken)
     seeding_rows = training_sample(n_train, k, seeding.SEEDING_POINTS_PER_CENTROID, rng)
-    if lloyd_tasks is not None and n_train > lloyd_tasks.task_rows:
+    on_cpu = isinstance(kernels, FaissKernels)  # the tasks run on CPU workers: never for a torch device
+    lloyd_as_tasks = on_cpu and lloyd_tasks is not None and n_train > lloyd_tasks.task_rows
+    n_seeding = n_train if seeding_rows is None else len(seeding_rows)
+    seeding_as_tasks = on_cpu and seeding_tasks is not None and n_seeding > seeding_tasks.task_rows
+    if lloyd_as_tasks or seeding_as_tasks:
         train_rows = np.arange(X.shape[0]) if taken is None else taken
-        seeding_set, _ = kernels.training_rows(X, train_rows if seeding_rows is None else train_rows[seeding_rows],
-                                               None, metric)
-        seeds, seeding_pairs = seeding.greedy_seeds(seeding_set, k, seeding_candidates, rng,
-                                                    kernels.seeding(seeding_set))
-        centroids, iterations, lloyd_pairs = run_lloyd_tasks(X, train_rows, np.asarray(seeding_set[seeds]), n_iter,
-                                                             rng, metric, lloyd_tasks, workers)
+        sample_rows = train_rows if seeding_rows is None else train_rows[seeding_rows]
+        if seeding_as_tasks:
+            seeds, seeding_pairs = seeding.greedy_seeds(
+                np.empty((len(sample_rows), 0)), k, seeding_candidates, rng,
+                functools.partial(TaskSeeding, X, sample_rows, metric, tasks=seeding_tasks))
+            init = read_rows(X, sample_rows[seeds], metric)
+        else:
+            seeding_set, _ = kernels.training_rows(X, sample_rows, None, metric)
+            seeds, seeding_pairs = seeding.greedy_seeds(seeding_set, k, seeding_candidates, rng,
+                                                        kernels.seeding(seeding_set))
+            init = seeding_set[seeds]
+        if lloyd_as_tasks:
+            centroids, iterations, lloyd_pairs = run_lloyd_tasks(X, train_rows, init, n_iter, rng, metric,
+                                                                 lloyd_tasks, workers)
+        else:
+            train, _ = kernels.training_rows(X, taken, None, metric)
+            centroids, iterations, lloyd_pairs = kernels.lloyd(train, init, n_iter, rng, metric == "cosine")
         return TrainedCentroids(centroids, iterations, seeding_pairs + lloyd_pairs)
     train, seeding_set = kernels.training_rows(X, taken, seeding_rows, metric)
     seeds, seeding_pairs = seeding.greedy_seeds(seeding_set, k, seeding_candidates, rng, kernels.seeding(seeding_set))

@@ -22,6 +22,7 @@ from curation_assets.core.assignment import Assigner, Metric, gemm_pairs
 from curation_assets.core.clustering import assign, fit_centroids
 from curation_assets.core.devices import kernels_for
 from curation_assets.core.lloyd_tasks import LloydTasks
+from curation_assets.core.seeding_tasks import SeedingTasks
 from curation_assets.core.splits import SplitSettings, Splitter, split_clusters
 from curation_assets.core.workers import label_order
 
@@ -199,15 +200,16 @@ def _split_clusters(X: np.ndarray, labels: np.ndarray, n_clusters: int, spec: Le
 
 
 def _kmeans_and_resampling(X_t, spec: LevelSpec, metric: Metric, assigner: Assigner, rng: np.random.Generator,
-                           log: Callable[[str], None], device: str,
-                           lloyd_tasks: LloydTasks | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+                           log: Callable[[str], None], device: str, lloyd_tasks: LloydTasks | None,
+                           seeding_tasks: SeedingTasks | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """A level's k-means and its resampling steps (docs/method.md, section 2); returns (centroids, labels,
     squared distances, GEMM distance pairs)."""
     n, d = X_t.shape
     k = spec.n_clusters
     train = functools.partial(fit_centroids, X_t, k, n_iter=spec.n_iter, metric=metric,
                               max_points_per_centroid=spec.max_points_per_centroid,
-                              seeding_candidates=spec.seeding_candidates, device=device, lloyd_tasks=lloyd_tasks)
+                              seeding_candidates=spec.seeding_candidates, device=device, lloyd_tasks=lloyd_tasks,
+                              seeding_tasks=seeding_tasks)
     started = time.perf_counter()
     fit = train(np.random.default_rng(int(rng.integers(2**31 - 1))))
     labels, dists = assigner(X_t, fit.centroids, metric)
@@ -231,7 +233,8 @@ def _kmeans_and_resampling(X_t, spec: LevelSpec, metric: Metric, assigner: Assig
 
 def fit_level(X_t, spec: LevelSpec, *, seed: int = 0, metric: Metric = "l2", assigner: Assigner | None = None,
               splitter: Splitter | None = None, log: Callable[[str], None] | None = None,
-              device: str = "cpu", lloyd_tasks: LloydTasks | None = None) -> Level:
+              device: str = "cpu", lloyd_tasks: LloydTasks | None = None,
+              seeding_tasks: SeedingTasks | None = None) -> Level:
     """Fit one level on its input X_t (points for level 1, previous centroids above).
 
     Parameters
@@ -251,6 +254,9 @@ def fit_level(X_t, spec: LevelSpec, *, seed: int = 0, metric: Metric = "l2", ass
     lloyd_tasks : LloydTasks, optional
         Runs Lloyd as tasks when a k-means' training sample has more rows than one task holds (the level's k-means
         and its resampling k-means; :mod:`~curation_assets.core.lloyd_tasks`); default: Lloyd in this process.
+    seeding_tasks : SeedingTasks, optional
+        Keeps a seeding sample of more rows than one task holds on the backend's workers and does its distance work
+        there (:mod:`~curation_assets.core.seeding_tasks`); default: seeding in this process.
     log : callable, optional
         Called with one line after the k-means, after every resampling step and after the splits, each with
         its seconds (progress for a long level).
@@ -277,7 +283,7 @@ def fit_level(X_t, spec: LevelSpec, *, seed: int = 0, metric: Metric = "l2", ass
     rng = np.random.default_rng(seed)
     log = log or (lambda message: None)
     centroids, labels, dists, pairs = _kmeans_and_resampling(X_t, spec, metric, assigner, rng, log, device,
-                                                             lloyd_tasks)
+                                                             lloyd_tasks, seeding_tasks)
     if spec.n_splits > 1:
         started = time.perf_counter()
         splitter = splitter or functools.partial(split_clusters, device=device)
@@ -342,12 +348,13 @@ class HierarchicalClustering:
 def hierarchical_kmeans(X, levels: Sequence[LevelSpec], *, seed: int = 0, metric: Metric = "l2",
                         on_level: Callable[[int, Level], None] | None = None, assigner: Assigner | None = None,
                         splitter: Splitter | None = None, device: str = "cpu",
-                        lloyd_tasks: LloydTasks | None = None) -> HierarchicalClustering:
+                        lloyd_tasks: LloydTasks | None = None,
+                        seeding_tasks: SeedingTasks | None = None) -> HierarchicalClustering:
     """Fit all levels bottom-up; level t clusters the centroids of level t-1.
 
     X: (n, d) float32 ndarray or memmap. Deterministic for a given seed. ``on_level(t, level)``
     is called after each level (progress, checkpoints); ``assigner`` runs the full-pool passes, ``splitter``
-    the splits, ``lloyd_tasks`` Lloyd on training samples larger than a task;
+    the splits, ``lloyd_tasks`` and ``seeding_tasks`` Lloyd and seeding on samples larger than a task;
     ``device`` runs the heavy passes of every level (:func:`fit_level`).
     A level too large for its input is shrunk (level 1) or dropped with the levels above it
     (:func:`plan_level`); the returned tree's ``notes`` say so.
@@ -364,7 +371,7 @@ def hierarchical_kmeans(X, levels: Sequence[LevelSpec], *, seed: int = 0, metric
         if spec is None:
             break
         level = fit_level(inp, spec, seed=level_seed(seed, t), metric=metric, assigner=assigner, splitter=splitter,
-                          device=device, lloyd_tasks=lloyd_tasks)
+                          device=device, lloyd_tasks=lloyd_tasks, seeding_tasks=seeding_tasks)
         fitted.append(level)
         if on_level is not None:
             on_level(t, level)

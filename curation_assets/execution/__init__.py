@@ -29,6 +29,7 @@ from curation_assets.config import ExecutionConfig
 from curation_assets.core.assignment import Metric
 from curation_assets.core.clustering import assign
 from curation_assets.core.lloyd_tasks import LloydRound, LloydState, LloydSums, LloydTasks, run_in_process
+from curation_assets.core.seeding_tasks import InProcessHolders, SeedingTasks
 from curation_assets.core.splits import ClusterToSplit, SplitResult, SplitSettings, split_clusters, split_groups
 from curation_assets.core.workers import shared_workers
 
@@ -89,9 +90,11 @@ class InProcessBackend(TaskCounter):
     name = "local"
 
     def __init__(self, embed_task_rows: int, assign_task_rows: int, device: str = "cpu",
-                 lloyd_task_rows: int = ExecutionConfig().lloyd_task_rows):
+                 lloyd_task_rows: int = ExecutionConfig().lloyd_task_rows,
+                 seeding_task_rows: int = ExecutionConfig().seeding_task_rows):
         self.embed_task_rows, self.assign_task_rows, self.device = embed_task_rows, assign_task_rows, device
         self.lloyd_tasks = LloydTasks(self.lloyd, lloyd_task_rows)
+        self.seeding_tasks = SeedingTasks(self.seeding_holders, seeding_task_rows)
         self.worker = f"local:{os.getpid()}"
         self.reset_stats()
 
@@ -118,6 +121,11 @@ class InProcessBackend(TaskCounter):
             results += split_clusters(X, group, settings, device=self.device)
         return results
 
+    def seeding_holders(self, X, blocks: list, metric: Metric, first: tuple[int, np.ndarray]) -> InProcessHolders:
+        """The core's ``HoldersOpener``: the seeding sample's blocks kept here, their work on the thread pool."""
+        self._count(self.worker, tasks=len(blocks))
+        return InProcessHolders(X, blocks, metric, first, shared_workers())
+
     def lloyd(self, X, states: list[LloydState], rnd: LloydRound) -> tuple[list[LloydState], list[LloydSums]]:
         """The core's ``LloydPass``: one iteration's tasks on this process's thread pool (CPU)."""
         self._count(self.worker, tasks=len(states))
@@ -128,7 +136,8 @@ class InProcessBackend(TaskCounter):
 def _cached_backend(config_json: str):
     cfg = ExecutionConfig.model_validate_json(config_json)
     if cfg.backend == "local":
-        return InProcessBackend(cfg.embed_task_rows, cfg.assign_task_rows, cfg.device, cfg.lloyd_task_rows)
+        return InProcessBackend(cfg.embed_task_rows, cfg.assign_task_rows, cfg.device, cfg.lloyd_task_rows,
+                                cfg.seeding_task_rows)
     if cfg.ray.address is None and "ray" not in sys.modules:
         # Ray's single-machine mode (its default on macOS/Windows): a cluster started on demand binds to
         # 127.0.0.1 only. Read when ray is imported, so it must be set before that.
@@ -138,7 +147,7 @@ def _cached_backend(config_json: str):
     except ImportError as exc:
         raise RuntimeError("execution backend 'ray' needs Ray: pip install -e '.[ray]' "
                            f"(import failed: {exc})") from exc
-    return RayBackend(cfg.ray, cfg.embed_task_rows, cfg.assign_task_rows, cfg.lloyd_task_rows)
+    return RayBackend(cfg.ray, cfg.embed_task_rows, cfg.assign_task_rows, cfg.lloyd_task_rows, cfg.seeding_task_rows)
 
 
 def make_backend(cfg: ExecutionConfig):

@@ -1,4 +1,5 @@
-"""The Ray backend: embedding tasks on Ray actors (one model per actor), assignment, split and Lloyd tasks as Ray tasks.
+"""The Ray backend: embedding and seeding on Ray actors (one model, or some blocks of a seeding sample, per actor),
+assignment, split and Lloyd tasks as Ray tasks.
 
 Workers read the corpus and the embedding shards by path (nothing but task descriptions and results
 crosses the network), so every node must see the data root at the same path; this is checked on every
@@ -23,6 +24,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy  # noq
 from curation_assets.config import RayConfig  # noqa: E402
 from curation_assets.core.assignment import Metric  # noqa: E402
 from curation_assets.core.lloyd_tasks import LloydRound, LloydState, LloydSums, LloydTasks, lloyd_task  # noqa: E402
+from curation_assets.core.seeding_tasks import SeedingBlocks, SeedingTasks  # noqa: E402
 from curation_assets.core.splits import (  # noqa: E402
     ClusterToSplit,
     SplitResult,
@@ -80,6 +82,85 @@ def _lloyd_task(X, state: LloydState, rnd: LloydRound):
     return state, (sums, ray_worker_id())
 
 
+class SeedingActor(SeedingBlocks):
+    """A Ray actor keeping some blocks of a seeding sample (:class:`~curation_assets.core.seeding_tasks.SeedingBlocks`)
+    with faiss single-threaded."""
+
+    def __init__(self, *args, **kwargs):
+        import faiss
+
+        faiss.omp_set_num_threads(1)
+        super().__init__(*args, **kwargs)
+
+    def worker(self) -> str:
+        return ray_worker_id()
+
+
+class RaySeedingHolders:
+    """The blocks of a seeding sample on Ray actors, contiguous groups of blocks each. An actor that dies is
+    replaced, with every other: all restart from D² at the current batch's start and replay the batch's
+    proposals and the centroids added since, so the seeds are the same (up to ``TASK_RETRIES`` times)."""
+
+    def __init__(self, backend: RayBackend, X, blocks: list, metric: Metric, first: tuple[int, np.ndarray]):
+        self.backend, self.metric, self.first = backend, metric, first
+        self.x_ref = backend._pool_ref(X)
+        n_actors = max(1, min(len(blocks), backend.cluster_cpus()))
+        self.groups = [blocks[i * len(blocks) // n_actors : (i + 1) * len(blocks) // n_actors] for i in range(n_actors)]
+        self.snapshot: list | None = None  # D² per block at the batch's start
+        self.vectors, self.lowered, self.restarts = None, [], 0
+        self.actors: list | None = None  # started on the first call
+
+    def _start(self) -> list:
+        cls = ray.remote(SeedingActor).options(num_cpus=1, max_restarts=0)
+        at, actors = 0, []
+        self._started = actors  # killed on a failure, even one before they all answered
+        for group in self.groups:
+            d2 = None if self.snapshot is None else self.snapshot[at : at + len(group)]
+            actors.append(cls.remote(self.x_ref, group, self.metric, None if d2 else self.first, d2))
+            at += len(group)
+        for worker in ray.get([actor.worker.remote() for actor in actors]):
+            self.backend._count(worker)
+        if self.vectors is not None:
+            ray.get([actor.propose.remote(self.vectors) for actor in actors])
+        for best, index in self.lowered:
+            for actor in actors:
+                actor.lower.remote(best, index)
+        return actors
+
+    def _each(self, method: str, *args) -> list:
+        """``method(*args)`` on every actor, answers in block order; a dead actor (even while starting) replaces
+        them all."""
+        while True:
+            try:
+                self.actors = self.actors or self._start()
+                answers = ray.get([getattr(actor, method).remote(*args) for actor in self.actors])
+                return [part for answer in answers for part in (answer or [])]
+            except ray.exceptions.RayActorError:
+                if self.restarts == TASK_RETRIES:
+                    raise
+                self.restarts += 1
+                for actor in self._started:
+                    ray.kill(actor)
+                self.actors = None
+
+    def current_d2(self) -> list[np.ndarray]:
+        d2 = self._each("current_d2")
+        self.snapshot, self.vectors, self.lowered = d2, None, []
+        return d2
+
+    def propose(self, vectors: np.ndarray) -> None:
+        self.vectors = vectors
+        self._each("propose", vectors)
+
+    def gains(self, accepted: list[int]) -> list[np.ndarray]:
+        return self._each("gains", accepted)
+
+    def lower(self, best: int, index: int) -> None:
+        self.lowered.append((best, index))
+        for actor in self.actors or []:  # in order before the actor's next call; a failure surfaces there
+            actor.lower.remote(best, index)
+
+
 @ray.remote(num_cpus=0)
 def _path_visible(path: str) -> bool:
     return Path(path).exists()
@@ -90,9 +171,11 @@ class RayBackend(TaskCounter):
 
     name = "ray"
 
-    def __init__(self, cfg: RayConfig, embed_task_rows: int, assign_task_rows: int, lloyd_task_rows: int):
+    def __init__(self, cfg: RayConfig, embed_task_rows: int, assign_task_rows: int, lloyd_task_rows: int,
+                 seeding_task_rows: int):
         self.cfg, self.embed_task_rows, self.assign_task_rows = cfg, embed_task_rows, assign_task_rows
         self.lloyd_tasks = LloydTasks(self.lloyd, lloyd_task_rows)
+        self.seeding_tasks = SeedingTasks(self.seeding_holders, seeding_task_rows)
         self._visible: set[str] = set()
         self._last_pool: tuple = (None, None)
         self.reset_stats()
@@ -198,6 +281,10 @@ class RayBackend(TaskCounter):
             results += group_results
             self._count(worker)
         return results
+
+    def seeding_holders(self, X, blocks: list, metric: Metric, first: tuple[int, np.ndarray]) -> RaySeedingHolders:
+        """The core's ``HoldersOpener``: a seeding sample's blocks kept on Ray actors, one per cluster CPU at most."""
+        return RaySeedingHolders(self, X, blocks, metric, first)
 
     def lloyd(self, X, states: list, rnd: LloydRound) -> tuple[list, list[LloydSums]]:
         """The core's ``LloydPass`` as Ray tasks: the states come back as object references, so every task's rows,

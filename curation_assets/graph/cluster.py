@@ -75,7 +75,8 @@ def fit(step: Step, t: int, below: Tree, spec: LevelSpec, base_seed: int, execut
     progress = ProgressLog(step, f"level {t}", total=1, every_s=3.0)
     seed = level_seed(base_seed, t)
     level = fit_level(below.next_input(), spec, seed=seed, metric=step.cfg.metric, assigner=backend.assign,
-                      splitter=backend.split, lloyd_tasks=backend.lloyd_tasks, log=progress.line, device=device)
+                      splitter=backend.split, lloyd_tasks=backend.lloyd_tasks, seeding_tasks=backend.seeding_tasks,
+                      log=progress.line, device=device)
     inputs = np.ones(len(level.assignment), dtype=np.int64) if t == 1 else below.cluster_sizes(t - 1)
     sizes = np.bincount(level.assignment, weights=inputs, minlength=level.n_clusters).astype(np.int64)
     Tree.write_level(step.layout, t, level, sizes)
@@ -115,7 +116,8 @@ def build_level_asset(t: int, n_assets: int, curation: CurationConfig, partition
         seed = level_seed(base_seed, t)
         settings = ["pass-through", note] if spec is None else [asdict(spec), seed, step.cfg.metric,
                                                                step.config.execution.assign_task_rows,
-                                                               step.config.execution.lloyd_task_rows]
+                                                               step.config.execution.lloyd_task_rows,
+                                                               step.config.execution.seeding_task_rows]
         device = execution.compute_device(step.config.execution)  # a GPU rounds differently: its own fingerprint
         fp = fingerprint(CODE_VERSION, tree.fingerprint, settings + ([device] if device != "cpu" else []))
 

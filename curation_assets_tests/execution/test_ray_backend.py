@@ -7,8 +7,9 @@ import pytest
 import ray
 
 from curation_assets.config import ExecutionConfig, RayConfig
-from curation_assets.core import LevelSpec, fit_level
+from curation_assets.core import LevelSpec, fit_level, seeding_tasks
 from curation_assets.core.lloyd_tasks import LloydTasks
+from curation_assets.core.seeding_tasks import SeedingTasks
 from curation_assets.execution import InProcessBackend, make_backend
 from curation_assets.store import ShardedArray, ShardWriter
 
@@ -61,18 +62,22 @@ def test_a_level_fitted_through_ray_is_identical(tmp_path, ray_backend, metric):
 
 
 @pytest.mark.parametrize("metric", ["l2", "cosine"])
-def test_lloyd_as_ray_tasks_gives_the_in_process_level(tmp_path, ray_backend, metric):
+def test_lloyd_and_seeding_as_ray_tasks_give_the_in_process_level(tmp_path, monkeypatch, ray_backend, metric):
     """A training sample of more rows than a Lloyd task holds: its iterations run as Ray tasks over the shards,
-    the states staying in the object store, and the level is the in-process one byte for byte."""
+    the states staying in the object store; a seeding sample of more rows than a seeding task holds: its blocks
+    are kept by Ray actors. The level is the in-process one byte for byte."""
+    monkeypatch.setattr(seeding_tasks, "SEEDING_POINT_BLOCK", 400)  # 1920 seeding rows: 5 blocks on 2 actors
     X = np.random.default_rng(6).standard_normal((6000, 40)).astype(np.float32)
     spec = LevelSpec(30, resampling_steps=2, sample_size=20, n_splits=2)
     local = InProcessBackend(embed_task_rows=100, assign_task_rows=300)
     for inputs in (sharded_pool(tmp_path, X), X[:2500]):
         ray_backend.reset_stats()
         local.reset_stats()
-        a = fit_level(inputs, spec, seed=7, metric=metric, lloyd_tasks=LloydTasks(local.lloyd, 700))
+        a = fit_level(inputs, spec, seed=7, metric=metric, lloyd_tasks=LloydTasks(local.lloyd, 700),
+                      seeding_tasks=SeedingTasks(local.seeding_holders, 1000))  # the first k-means only
         b = fit_level(inputs, spec, seed=7, metric=metric, assigner=ray_backend.assign, splitter=ray_backend.split,
-                      lloyd_tasks=LloydTasks(ray_backend.lloyd, 700))
+                      lloyd_tasks=LloydTasks(ray_backend.lloyd, 700),
+                      seeding_tasks=SeedingTasks(ray_backend.seeding_holders, 1000))
         np.testing.assert_array_equal(a.centroids, b.centroids)
         np.testing.assert_array_equal(a.assignment, b.assignment)
         np.testing.assert_array_equal(a.distances, b.distances)
@@ -87,10 +92,11 @@ def test_a_path_no_node_can_see_is_refused_before_any_task(tmp_path, ray_backend
         ray_backend.check_storage(tmp_path / "not-shared" / "corpus.parquet")
 
 
-@pytest.mark.parametrize("task", ["_assign_task", "_lloyd_task"])
-def test_a_worker_killed_in_the_middle_of_a_level_is_retried_with_the_same_result(tmp_path, ray_backend, task):
-    """SIGKILL a Ray worker process while it runs an assignment task, or a Lloyd task: Ray reruns the task and the
-    level is the same as in-process."""
+@pytest.mark.parametrize("task", ["_assign_task", "_lloyd_task", "SeedingActor"])
+def test_a_worker_killed_in_the_middle_of_a_level_is_retried_with_the_same_result(tmp_path, monkeypatch, ray_backend,
+                                                                                 task):
+    """SIGKILL a Ray worker process while it runs an assignment task or a Lloyd task (Ray reruns the task), or a
+    seeding actor (the actors restart from the batch's start): the level is the same as in-process."""
     import signal
     import threading
     import time
@@ -98,6 +104,7 @@ def test_a_worker_killed_in_the_middle_of_a_level_is_retried_with_the_same_resul
 
     X = np.random.default_rng(4).standard_normal((60_000, 64)).astype(np.float32)
     spec = LevelSpec(60, resampling_steps=6, sample_size=10, max_points_per_centroid=None)
+    monkeypatch.setattr(seeding_tasks, "SEEDING_POINT_BLOCK", 1000)  # 3840 seeding rows: 4 blocks on 2 actors
     killed: list[int] = []
 
     def kill_one_busy_worker():
@@ -117,10 +124,12 @@ def test_a_worker_killed_in_the_middle_of_a_level_is_retried_with_the_same_resul
     killer = threading.Thread(target=kill_one_busy_worker, daemon=True)
     killer.start()
     through_ray = fit_level(X, spec, seed=2, metric="l2", assigner=ray_backend.assign,
-                            lloyd_tasks=LloydTasks(ray_backend.lloyd, 15_000))
+                            lloyd_tasks=LloydTasks(ray_backend.lloyd, 15_000),
+                            seeding_tasks=SeedingTasks(ray_backend.seeding_holders, 2000))
     killer.join()
     local = fit_level(X, spec, seed=2, metric="l2", assigner=local_backend.assign,
-                      lloyd_tasks=LloydTasks(local_backend.lloyd, 15_000))
+                      lloyd_tasks=LloydTasks(local_backend.lloyd, 15_000),
+                      seeding_tasks=SeedingTasks(local_backend.seeding_holders, 2000))
     assert killed, f"no {task} was running to be killed"
     np.testing.assert_array_equal(through_ray.assignment, local.assignment)
     np.testing.assert_array_equal(through_ray.centroids, local.centroids)

@@ -14,9 +14,11 @@ with 2 + ln k candidates per step, at most 50 Lloyd iterations, the level's m_t 
 ``--calibration`` is the JSON line of a measured ``bench_scale.py job`` run (``phases_s`` and its shape): each
 pass's achieved rate = model FLOPs / measured seconds. The plan then prices the paper's job (743M × 1024, 4 levels)
 and intermediate sizes at those rates per 2-core machine, and at an assumed GPU rate (no GPU was lent: the rate is
-an assumption, named in the output). Machines divide the data-parallel passes (assignment, splits, and Lloyd's
-partial sums, which run as tasks when a training sample exceeds ``execution.lloyd_task_rows``); seeding runs on the
-driver and does not divide.
+an assumption, named in the output). Machines divide every pass: assignment, splits, Lloyd's partial sums (tasks
+when a training sample exceeds ``execution.lloyd_task_rows``) and the seeding's distance work (blocks held by Ray
+actors when a seeding sample exceeds ``execution.seeding_task_rows``). Distributed seeding also pays one round trip
+per greedy k-means++ step (``STEP_ROUND_TRIP_S``, measured); the GPU columns keep seeding on one GPU, as no
+distributed GPU seeding exists here.
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ from pathlib import Path
 TRAIN_PER_CENTROID, SEED_PER_CENTROID, LLOYD_ITERATIONS, PROPOSAL_OVERHEAD = 256, 64, 50, 1.25
 PASSES = ("seeding", "Lloyd", "assignment", "splits")
 GPU_TFLOPS = 100.0  # ASSUMED sustained fp32/TF32 GEMM rate of one H100-class GPU on these passes (not measured)
+# Measured 2026-12-06, bench_scale.py job --n 1000000 --dtype float16 --lloyd-task-rows 131072
+# --seeding-task-rows 65536: seeding took 39.8 s with level 1's 2000 steps on 2 local Ray actors against 29.1 s
+# with the same blocks in one process: (39.8 - 29.1) / 2000 steps, actor start included.
+STEP_ROUND_TRIP_S = 0.0054
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,12 @@ def job_flops(n: float, d: int, levels: list[Level]) -> dict[str, float]:
             flops["splits"] += 2 * d * level.k * (seeding + lloyd + members * level.n_splits)
         inputs = level.k * level.n_splits
     return flops
+
+
+def seeding_steps(levels: list[Level]) -> int:
+    """Greedy k-means++ steps of the levels' k-means (one round trip each when seeding is distributed; the splits'
+    small k-means seed inside their tasks)."""
+    return sum(level.k * (1 + (level.resampling_steps if level.sample_size > 1 else 0)) for level in levels)
 
 
 JOB_LEVELS = [Level(2000, 1, 1, 10), Level(2000, 10, 5), Level(500, 10, 2), Level(100, 10, 2)]  # bench_scale's job
@@ -106,14 +118,22 @@ def main() -> None:
         f = job_flops(n, PAPER[1], levels)
         cpu = {p: f[p] / rate[p] for p in PASSES}
 
-        def on(machines: int, cost: dict) -> float:  # seeding stays on one machine, the rest divides
-            return cost["seeding"] + sum(cost[p] for p in PASSES[1:]) / machines
+        round_trips = seeding_steps(levels) * STEP_ROUND_TRIP_S
+
+        def on(machines: int, cost: dict, round_trips: float = round_trips) -> float:  # every pass divides
+            return sum(cost.values()) / machines + (round_trips if machines > 1 else 0)
+
+        def on_gpus(gpus: int, cost: dict) -> float:  # seeding on one GPU, the rest divides
+            return cost["seeding"] + sum(cost[p] for p in PASSES[1:]) / gpus
 
         gpu = {p: f[p] / (GPU_TFLOPS * 1e12) for p in PASSES}
         shape = "/".join(f"{lv.k:,}" + (f"×{lv.n_splits}" if lv.n_splits > 1 else "") for lv in levels)
         print(f"| {n / 1e6:,.0f}M × {PAPER[1]}, k = {shape} | " + " / ".join(f"{f[p] / 1e15:,.1f}" for p in PASSES)
               + f" | {fmt_seconds(on(1, cpu))} | {fmt_seconds(on(100, cpu))} | {fmt_seconds(on(1000, cpu))} | "
-              f"{fmt_seconds(on(8, gpu))} | {fmt_seconds(on(64, gpu))} |")
+              f"{fmt_seconds(on_gpus(8, gpu))} | {fmt_seconds(on_gpus(64, gpu))} |")
+    print(f"\nDistributed seeding's round trips: {STEP_ROUND_TRIP_S * 1e3:.1f} ms per greedy k-means++ step "
+          f"(measured on a local 2-actor Ray cluster); the paper's levels take {seeding_steps(PAPER[2]):,} steps, "
+          f"{fmt_seconds(seeding_steps(PAPER[2]) * STEP_ROUND_TRIP_S)} of round trips whatever the machine count.")
 
 
 if __name__ == "__main__":

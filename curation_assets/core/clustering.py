@@ -23,8 +23,9 @@ from curation_assets.core._validation import as_float32_matrix
 from curation_assets.core.assignment import ASSIGN_CHUNK_ROWS, Assigner, Metric, check_metric, gemm_pairs
 from curation_assets.core.backend_faiss import FaissKernels
 from curation_assets.core.devices import kernels_for
+from curation_assets.core.linalg import read_rows
 from curation_assets.core.lloyd_tasks import LloydTasks, run_lloyd_tasks
-from curation_assets.core.seeding_tasks import SeedingTasks, TaskSeeding, read_rows
+from curation_assets.core.seeding_tasks import SeedingTasks, TaskSeeding
 from curation_assets.core.workers import Workers, shared_workers
 
 
@@ -139,32 +140,41 @@ def fit_centroids(X, k: int, rng: np.random.Generator, *, rows: np.ndarray | Non
     n_train = n_rows if taken is None else len(taken)
     seeding_rows = training_sample(n_train, k, seeding.SEEDING_POINTS_PER_CENTROID, rng)
     on_cpu = isinstance(kernels, FaissKernels)  # the tasks run on CPU workers: never for a torch device
-    lloyd_as_tasks = on_cpu and lloyd_tasks is not None and n_train > lloyd_tasks.task_rows
     n_seeding = n_train if seeding_rows is None else len(seeding_rows)
-    seeding_as_tasks = on_cpu and seeding_tasks is not None and n_seeding > seeding_tasks.task_rows
-    if lloyd_as_tasks or seeding_as_tasks:
+    lloyd_tasks = lloyd_tasks if on_cpu and lloyd_tasks and n_train > lloyd_tasks.task_rows else None
+    seeding_tasks = seeding_tasks if on_cpu and seeding_tasks and n_seeding > seeding_tasks.task_rows else None
+    if lloyd_tasks or seeding_tasks:
         train_rows = np.arange(X.shape[0]) if taken is None else taken
-        sample_rows = train_rows if seeding_rows is None else train_rows[seeding_rows]
-        if seeding_as_tasks:
-            seeds, seeding_pairs = seeding.greedy_seeds(
-                np.empty((len(sample_rows), 0)), k, seeding_candidates, rng,
-                functools.partial(TaskSeeding, X, sample_rows, metric, tasks=seeding_tasks))
-            init = read_rows(X, sample_rows[seeds], metric)
-        else:
-            seeding_set, _ = kernels.training_rows(X, sample_rows, None, metric)
-            seeds, seeding_pairs = seeding.greedy_seeds(seeding_set, k, seeding_candidates, rng,
-                                                        kernels.seeding(seeding_set))
-            init = seeding_set[seeds]
-        if lloyd_as_tasks:
-            centroids, iterations, lloyd_pairs = run_lloyd_tasks(X, train_rows, init, n_iter, rng, metric,
-                                                                 lloyd_tasks, workers)
-        else:
-            train, _ = kernels.training_rows(X, taken, None, metric)
-            centroids, iterations, lloyd_pairs = kernels.lloyd(train, init, n_iter, rng, metric == "cosine")
-        return TrainedCentroids(centroids, iterations, seeding_pairs + lloyd_pairs)
+        return _train_in_tasks(X, k, rng, train_rows, seeding_rows, kernels, n_iter, metric, seeding_candidates,
+                               lloyd_tasks, seeding_tasks)
     train, seeding_set = kernels.training_rows(X, taken, seeding_rows, metric)
     seeds, seeding_pairs = seeding.greedy_seeds(seeding_set, k, seeding_candidates, rng, kernels.seeding(seeding_set))
     centroids, iterations, lloyd_pairs = kernels.lloyd(train, seeding_set[seeds], n_iter, rng, metric == "cosine")
+    return TrainedCentroids(centroids, iterations, seeding_pairs + lloyd_pairs)
+
+
+def _train_in_tasks(X, k: int, rng: np.random.Generator, train_rows: np.ndarray, seeding_rows: np.ndarray | None,
+                    kernels: FaissKernels, n_iter: int, metric: Metric, seeding_candidates: int | None,
+                    lloyd_tasks: LloydTasks | None, seeding_tasks: SeedingTasks | None) -> TrainedCentroids:
+    """:func:`fit_centroids` with seeding or Lloyd (or both) as tasks: this process gathers at most the sample the
+    other one needs (the seeding sample for seeding here, the training sample for Lloyd here)."""
+    sample_rows = train_rows if seeding_rows is None else train_rows[seeding_rows]
+    if seeding_tasks:
+        seeds, seeding_pairs = seeding.greedy_seeds(np.empty((len(sample_rows), 0)), k, seeding_candidates, rng,
+                                                    functools.partial(TaskSeeding, X, sample_rows, metric,
+                                                                      tasks=seeding_tasks))
+        init = read_rows(X, sample_rows[seeds], metric == "cosine")
+    else:
+        seeding_set, _ = kernels.training_rows(X, sample_rows, None, metric)
+        seeds, seeding_pairs = seeding.greedy_seeds(seeding_set, k, seeding_candidates, rng,
+                                                    kernels.seeding(seeding_set))
+        init = seeding_set[seeds]
+    if lloyd_tasks:
+        centroids, iterations, lloyd_pairs = run_lloyd_tasks(X, train_rows, init, n_iter, rng, metric, lloyd_tasks,
+                                                             kernels.workers)
+    else:
+        train, _ = kernels.training_rows(X, train_rows, None, metric)
+        centroids, iterations, lloyd_pairs = kernels.lloyd(train, init, n_iter, rng, metric == "cosine")
     return TrainedCentroids(centroids, iterations, seeding_pairs + lloyd_pairs)
 
 

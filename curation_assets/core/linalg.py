@@ -19,3 +19,10 @@ def unit_rows(X, inplace: bool = False) -> np.ndarray:
         norms = np.sqrt(np.einsum("ij,ij->i", block, block))[:, None]
         np.divide(block, norms, out=block, where=norms > 0)
     return out
+
+
+def read_rows(X, rows: np.ndarray, cosine: bool = False) -> np.ndarray:
+    """X's rows ``rows`` as a float32 copy (X an array, memory map or shard view; increasing rows read a memory map
+    forward), unit rows when ``cosine``."""
+    part = np.ascontiguousarray(X[rows], dtype=np.float32)
+    return unit_rows(part, inplace=True) if cosine else part

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from curation_assets.core.assignment import BOUND_SLACK, Metric, NearestCentroid, gemm_pairs
-from curation_assets.core.linalg import unit_rows
+from curation_assets.core.linalg import read_rows
 from curation_assets.core.lloyd import FILTER_MAX_SHARE, centroid_neighbours, cluster_means, grouped_by_cluster
 from curation_assets.core.workers import ASSIGN_BLOCK_ROWS, Workers, label_order, nearest_of, row_blocks
 
@@ -75,12 +75,6 @@ class LloydTasks:
     task_rows: int
 
 
-def _read(X, rows: np.ndarray, metric: Metric) -> np.ndarray:
-    """X's rows ``rows`` (increasing: a memory map is read forward) as float32, unit rows for cosine."""
-    part = np.ascontiguousarray(X[rows], dtype=np.float32)
-    return unit_rows(part, inplace=True) if metric == "cosine" else part
-
-
 def _filtered(labels: np.ndarray, unsure: np.ndarray, rnd: LloydRound) -> list[tuple[np.ndarray, np.ndarray]]:
     """``(rows, candidate centroids)`` per cluster of the ``unsure`` rows: its neighbours and itself, or only the
     neighbours that moved when its own centroid did not (its rows were exact, only a moved centroid can come
@@ -103,7 +97,7 @@ def lloyd_task(X, state: LloydState, rnd: LloydRound) -> tuple[LloydState, Lloyd
     rows, labels, upper = state
     k, d = rnd.centroids.shape
     if labels is None:  # the first iteration: every row searched against every centroid
-        part = _read(X, rows, rnd.metric)
+        part = read_rows(X, rows, rnd.metric == "cosine")
         labels, sq = NearestCentroid(rnd.centroids).search(part)
         upper = np.sqrt(sq)
         clusters, sums, counts = _moved_sums(part, np.arange(len(rows)), labels, None)
@@ -117,7 +111,7 @@ def lloyd_task(X, state: LloydState, rnd: LloydRound) -> tuple[LloydState, Lloyd
         searches, pairs = [(unsure, np.arange(k))], len(unsure) * k
     searched = np.concatenate([members for members, _ in searches]) if searches else np.zeros(0, dtype=np.int64)
     need = np.sort(searched)
-    part = _read(X, rows[need], rnd.metric)  # the task's training rows are increasing
+    part = read_rows(X, rows[need], rnd.metric == "cosine")  # the task's training rows are increasing
     where = np.searchsorted(need, searched)  # each searched row's place in ``part``
     nearest, sq, at = np.empty(len(searched), dtype=np.int64), np.empty(len(searched), dtype=np.float32), 0
     for members, candidates in searches:

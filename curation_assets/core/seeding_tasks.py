@@ -22,15 +22,9 @@ from typing import Protocol
 import numpy as np
 
 from curation_assets.core.assignment import Metric
-from curation_assets.core.linalg import unit_rows
+from curation_assets.core.linalg import read_rows
 from curation_assets.core.seeding import SEEDING_POINT_BLOCK
 from curation_assets.core.workers import Workers, pairwise_sq_dists, row_blocks
-
-
-def read_rows(X, rows: np.ndarray, metric: Metric) -> np.ndarray:
-    """X's rows ``rows`` as a float32 copy (unit rows for cosine)."""
-    part = np.ascontiguousarray(X[rows], dtype=np.float32)
-    return unit_rows(part, inplace=True) if metric == "cosine" else part
 
 
 class SeedingBlocks:
@@ -40,7 +34,7 @@ class SeedingBlocks:
     def __init__(self, X, blocks: Sequence[tuple[int, np.ndarray]], metric: Metric,
                  first: tuple[int, np.ndarray] | None = None, d2: Sequence[np.ndarray] | None = None):
         self.starts = [start for start, _ in blocks]
-        self.parts = [read_rows(X, rows, metric) for _, rows in blocks]
+        self.parts = [read_rows(X, rows, metric == "cosine") for _, rows in blocks]
         if d2 is None:
             index, vector = first
             self.d2 = [pairwise_sq_dists(vector[None], part)[0] for part in self.parts]
@@ -108,7 +102,8 @@ class TaskSeeding:
 
     def __init__(self, X, rows: np.ndarray, metric: Metric, first: int, tasks: SeedingTasks):
         self.X, self.rows, self.metric = X, rows, metric
-        self.holders = tasks.open(X, sample_blocks(rows), metric, (first, read_rows(X, rows[[first]], metric)[0]))
+        first_row = read_rows(X, rows[[first]], metric == "cosine")[0]
+        self.holders = tasks.open(X, sample_blocks(rows), metric, (first, first_row))
         self.pairs = len(rows)
 
     def current_d2(self) -> np.ndarray:
@@ -118,7 +113,7 @@ class TaskSeeding:
     def propose(self, proposals: np.ndarray) -> None:
         order = np.argsort(proposals, kind="stable")
         vectors = np.empty((len(proposals), self.X.shape[1]), dtype=np.float32)
-        vectors[order] = read_rows(self.X, self.rows[proposals[order]], self.metric)
+        vectors[order] = read_rows(self.X, self.rows[proposals[order]], self.metric == "cosine")
         self.holders.propose(vectors)
         self.proposals = proposals
         self.at_proposals = self.d2[proposals].copy()  # D² now at the batch's proposals, kept here

@@ -23,7 +23,8 @@ from curation_assets.store import Layout, ShardedArray
 from ._helpers import curate
 
 UP_TO_SUBSET = AssetSelection.all() - AssetSelection.assets("benchmark_scores")
-TASKS = "execution: {embed_task_rows: 100, assign_task_rows: 64, lloyd_task_rows: 100}\n"  # Lloyd as tasks too
+TASKS = ("execution: {embed_task_rows: 100, assign_task_rows: 64, lloyd_task_rows: 100, "  # Lloyd as tasks,
+         "seeding_task_rows: 100}\n")  # and seeding's blocks on an actor
 
 
 def free_port() -> int:

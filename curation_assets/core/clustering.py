@@ -132,7 +132,6 @@ def fit_centroids(X, k: int, rng: np.random.Generator, *, rows: np.ndarray | Non
     -------
     TrainedCentroids
     """
-    workers = workers or shared_workers()
     kernels = kernels_for(device, X.shape[1], workers)
     n_rows = X.shape[0] if rows is None else len(rows)
     sample = training_sample(n_rows, k, max_points_per_centroid, rng)
@@ -144,8 +143,7 @@ def fit_centroids(X, k: int, rng: np.random.Generator, *, rows: np.ndarray | Non
     lloyd_tasks = lloyd_tasks if on_cpu and lloyd_tasks and n_train > lloyd_tasks.task_rows else None
     seeding_tasks = seeding_tasks if on_cpu and seeding_tasks and n_seeding > seeding_tasks.task_rows else None
     if lloyd_tasks or seeding_tasks:
-        train_rows = np.arange(X.shape[0]) if taken is None else taken
-        return _train_in_tasks(X, k, rng, train_rows, seeding_rows, kernels, n_iter, metric, seeding_candidates,
+        return _train_in_tasks(X, k, rng, taken, seeding_rows, kernels, n_iter, metric, seeding_candidates,
                                lloyd_tasks, seeding_tasks)
     train, seeding_set = kernels.training_rows(X, taken, seeding_rows, metric)
     seeds, seeding_pairs = seeding.greedy_seeds(seeding_set, k, seeding_candidates, rng, kernels.seeding(seeding_set))
@@ -153,11 +151,13 @@ def fit_centroids(X, k: int, rng: np.random.Generator, *, rows: np.ndarray | Non
     return TrainedCentroids(centroids, iterations, seeding_pairs + lloyd_pairs)
 
 
-def _train_in_tasks(X, k: int, rng: np.random.Generator, train_rows: np.ndarray, seeding_rows: np.ndarray | None,
+def _train_in_tasks(X, k: int, rng: np.random.Generator, taken: np.ndarray | None, seeding_rows: np.ndarray | None,
                     kernels: FaissKernels, n_iter: int, metric: Metric, seeding_candidates: int | None,
                     lloyd_tasks: LloydTasks | None, seeding_tasks: SeedingTasks | None) -> TrainedCentroids:
-    """:func:`fit_centroids` with seeding or Lloyd (or both) as tasks: this process gathers at most the sample the
-    other one needs (the seeding sample for seeding here, the training sample for Lloyd here)."""
+    """:func:`fit_centroids` with seeding or Lloyd (or both) as tasks on X's rows ``taken`` (None: all): this process
+    gathers at most the sample the other one needs (the seeding sample for seeding here, the training sample for
+    Lloyd here)."""
+    train_rows = np.arange(X.shape[0]) if taken is None else taken
     sample_rows = train_rows if seeding_rows is None else train_rows[seeding_rows]
     if seeding_tasks:
         seeds, seeding_pairs = seeding.greedy_seeds(np.empty((len(sample_rows), 0)), k, seeding_candidates, rng,
@@ -173,7 +173,7 @@ def _train_in_tasks(X, k: int, rng: np.random.Generator, train_rows: np.ndarray,
         centroids, iterations, lloyd_pairs = run_lloyd_tasks(X, train_rows, init, n_iter, rng, metric, lloyd_tasks,
                                                              kernels.workers)
     else:
-        train, _ = kernels.training_rows(X, train_rows, None, metric)
+        train, _ = kernels.training_rows(X, taken, None, metric)
         centroids, iterations, lloyd_pairs = kernels.lloyd(train, init, n_iter, rng, metric == "cosine")
     return TrainedCentroids(centroids, iterations, seeding_pairs + lloyd_pairs)
 

@@ -111,9 +111,7 @@ class TaskSeeding:
         return self.d2
 
     def propose(self, proposals: np.ndarray) -> None:
-        order = np.argsort(proposals, kind="stable")
-        vectors = np.empty((len(proposals), self.X.shape[1]), dtype=np.float32)
-        vectors[order] = read_rows(self.X, self.rows[proposals[order]], self.metric == "cosine")
+        vectors = read_rows(self.X, self.rows[proposals], self.metric == "cosine")
         self.holders.propose(vectors)
         self.proposals = proposals
         self.at_proposals = self.d2[proposals].copy()  # D² now at the batch's proposals, kept here

@@ -9,6 +9,7 @@ alive node before the first task touching a path.
 from __future__ import annotations
 
 import os
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -177,7 +178,7 @@ class RayBackend(TaskCounter):
         self.lloyd_tasks = LloydTasks(self.lloyd, lloyd_task_rows)
         self.seeding_tasks = SeedingTasks(self.seeding_holders, seeding_task_rows)
         self._visible: set[str] = set()
-        self._last_pool: tuple = (None, None)
+        self._last_pool: tuple = (lambda: None, None)
         self.reset_stats()
 
     # -- connection ------------------------------------------------------------------------------------
@@ -263,13 +264,13 @@ class RayBackend(TaskCounter):
         """X for tasks: shard views as their paths (every node checked to see them), in-memory arrays by reference;
         put once for consecutive passes over the same X (a level's Lloyd iterations)."""
         self.connect()
-        if self._last_pool[0] is not X:
+        if self._last_pool[0]() is not X:
             if getattr(X, "paths", None):
                 self.check_storage(X.paths[0])
                 ref = ray.put(X)  # pickled as shard paths and the pool's rows, no embedding copied
             else:
                 ref = ray.put(np.ascontiguousarray(X, dtype=np.float32))
-            self._last_pool = (X, ref)
+            self._last_pool = (weakref.ref(X), ref)  # the cache does not keep X alive
         return self._last_pool[1]
 
     def split(self, X, clusters: list[ClusterToSplit], settings: SplitSettings) -> list[SplitResult]:

@@ -8,6 +8,7 @@ alive node before the first task touching a path.
 
 from __future__ import annotations
 
+import logging
 import os
 import weakref
 from collections import deque
@@ -36,6 +37,7 @@ from curation_assets.core.splits import (  # noqa: E402
 from curation_assets.core.workers import single_threaded  # noqa: E402
 from curation_assets.execution import TaskCounter, assign_rows, embed_rows, row_tasks, task_ranges  # noqa: E402
 
+logger = logging.getLogger(__name__)
 TASKS_IN_FLIGHT_PER_CPU = 2  # assignment tasks queued per cluster CPU (bounds the object store's use)
 
 
@@ -60,6 +62,7 @@ class EmbedWorker:
         return embed_rows(self.model, corpus_path, column, rows), ray_worker_id()
 
 
+CONNECT_ATTEMPTS = 3  # Ray Client connections tried before giving up
 TASK_RETRIES = 3  # a task whose worker dies (killed, out of memory, node lost) is run again, elsewhere if need be
 
 
@@ -190,7 +193,14 @@ class RayBackend(TaskCounter):
                 kwargs.update(address="local", num_cpus=self.cfg.num_cpus, include_dashboard=False)
             else:
                 kwargs["address"] = self.cfg.address
-            ray.init(**kwargs)
+            for attempt in range(1, CONNECT_ATTEMPTS + 1):
+                try:
+                    ray.init(**kwargs)
+                    break
+                except ConnectionAbortedError as exc:  # Ray Client: the head's server for this connection did not
+                    if attempt == CONNECT_ATTEMPTS:  # start (seen on a busy 2-core head); a new try gets a new one
+                        raise
+                    logger.warning("Ray Client connection to %s failed (%s); trying again", self.cfg.address, exc)
         return ray
 
     def cluster_cpus(self) -> int:

@@ -133,3 +133,31 @@ def test_a_worker_killed_in_the_middle_of_a_level_is_retried_with_the_same_resul
     assert killed, f"no {task} was running to be killed"
     np.testing.assert_array_equal(through_ray.assignment, local.assignment)
     np.testing.assert_array_equal(through_ray.centroids, local.centroids)
+
+
+def test_a_ray_client_connection_whose_server_did_not_start_is_tried_again(monkeypatch):
+    """Ray Client's head starts a server per connection; when it fails to start, a new connection gets a new one."""
+    from curation_assets.execution.ray_backend import CONNECT_ATTEMPTS, RayBackend
+
+    calls = []
+
+    def init(**kwargs):
+        calls.append(kwargs["address"])
+        if len(calls) < CONNECT_ATTEMPTS:
+            raise ConnectionAbortedError("Starting Ray client server failed")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    backend = RayBackend(RayConfig(address="ray://127.0.0.1:1"), 100, 300, 1000, 1000)
+    backend.connect()
+    assert calls == ["ray://127.0.0.1:1"] * CONNECT_ATTEMPTS
+
+    def never_starts(**kwargs):
+        calls.append(kwargs["address"])
+        raise ConnectionAbortedError("Starting Ray client server failed")
+
+    calls.clear()
+    monkeypatch.setattr(ray, "init", never_starts)
+    with pytest.raises(ConnectionAbortedError):
+        backend.connect()
+    assert len(calls) == CONNECT_ATTEMPTS
